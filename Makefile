@@ -1,0 +1,36 @@
+# Two set-up commands on a fresh machine: `make run` and `make test` (README.md).
+# The venv is built once from constraints.txt and rebuilt only when what it depends on changes.
+
+PYTHON ?= $(shell pyenv prefix 3.10.13 2>/dev/null)/bin/python3.10
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Extra pytest flags, e.g. `make test PYTEST_ARGS='-k codec'`.
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-fast bench clean
+
+install: $(STAMP)
+
+# The project is installed editable, so code changes need no reinstall; only the dependency
+# definitions (setup.py, constraints.txt) trigger one.
+$(STAMP): setup.py constraints.txt
+	@test -x "$(PYTHON)" || { echo "Python 3.10 not found at '$(PYTHON)'; pass PYTHON=/path/to/python3.10" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/entropy-coder pipeline run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_codec.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of `entropy-coder`, one module each (see entropy_coder.cli)."""

@@ -15,7 +15,7 @@ install: $(STAMP)
 
 # The project is installed editable, so code changes need no reinstall; only the dependency
 # definitions (setup.py, constraints.txt) trigger one.
-$(STAMP): setup.py constraints.txt
+$(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x "$(PYTHON)" || { echo "Python 3.10 not found at '$(PYTHON)'; pass PYTHON=/path/to/python3.10" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[test]'

@@ -1,0 +1,124 @@
+"""Model and training configs: the original's JSON keys, checked once, with one-line errors.
+
+The original read three JSON files (ORIGINAL.md §4) and failed deep inside TF on a bad value.
+Here every key is validated when the file is read, and errors name the file and the key.
+"""
+import dataclasses
+import json
+import os
+
+from entropy_coder.errors import UserError, describe
+
+_CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """`model_config.json`: the progressive model's shape."""
+  layer_depth: int  # cd: bits per pixel per layer (one encoder iteration)
+  layer_count: int  # how many layers the model has weights for
+  coded_layer_count: int = 0  # > 0: only the first coded_layer_count layers are modelled
+  channel_causal: bool = False  # our extension: bit c also sees bits < c of its pixel and layer
+
+  @property
+  def hidden_depth(self):
+    """h = 2 * cd, the width of every hidden stage (ORIGINAL.md §5)."""
+    return 2 * self.layer_depth
+
+  def coded_depth(self, depth, source='<code>'):
+    """How many channels of a depth-`depth` code are modelled; raises on a code that cannot fit."""
+    if depth % self.layer_depth:
+      raise UserError(describe(source, f'code depth {depth} is not a multiple of layer_depth '
+                               f'{self.layer_depth}'))
+    layers = depth // self.layer_depth
+    if self.coded_layer_count > 0:
+      layers = min(layers, self.coded_layer_count)
+    if layers > self.layer_count:
+      raise UserError(describe(source, f'code has {layers} layers of depth {self.layer_depth} but '
+                               f'the model has only layer_count={self.layer_count}'))
+    return layers * self.layer_depth
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """`train_config.json`: batch size and the staircase-decayed learning rate."""
+  batch_size: int
+  learning_rate: float
+  decay_rate: float
+  samples_per_decay: int
+
+  @property
+  def decay_steps(self):
+    """max(samples_per_decay / batch_size, 1), as the original (integer division)."""
+    return max(self.samples_per_decay // self.batch_size, 1)
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+
+def _checked(values, source, kind, spec):
+  """Builds `kind` from a dict; `spec` maps key -> (type, required, check, text)."""
+  if not isinstance(values, dict):
+    raise UserError(describe(source, f'must be a JSON object, got {type(values).__name__}'))
+  unknown = sorted(set(values) - set(spec))
+  if unknown:
+    raise UserError(describe(source, f'unknown key(s) {unknown}; expected {sorted(spec)}'))
+  kwargs = {}
+  for key, (typ, required, check, text) in spec.items():
+    if key not in values:
+      if required:
+        raise UserError(describe(source, f'missing key "{key}"'))
+      continue
+    value = values[key]
+    ok_type = (isinstance(value, bool) if typ is bool else
+               isinstance(value, typ) and not isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+      value, ok_type = float(value), True
+    if not ok_type or not check(value):
+      raise UserError(describe(source, f'"{key}" must be {text}, got {value!r}'))
+    kwargs[key] = value
+  return kind(**kwargs)
+
+
+def model_config_from_dict(values, source='model_config'):
+  return _checked(values, source, ModelConfig, {
+      'layer_depth': (int, True, lambda v: v >= 1, 'a positive int'),
+      'layer_count': (int, True, lambda v: v >= 1, 'a positive int'),
+      'coded_layer_count': (int, False, lambda v: v >= 0, 'an int >= 0'),
+      'channel_causal': (bool, False, lambda v: True, 'true or false'),
+  })
+
+
+def train_config_from_dict(values, source='train_config'):
+  return _checked(values, source, TrainConfig, {
+      'batch_size': (int, True, lambda v: v >= 1, 'a positive int'),
+      'learning_rate': (float, True, lambda v: v > 0, 'a positive number'),
+      'decay_rate': (float, True, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
+      'samples_per_decay': (int, True, lambda v: v >= 1, 'a positive int'),
+  })
+
+
+def read_json(path):
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(describe(path, 'no such file')) from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(describe(path, f'not valid JSON ({e})')) from None
+
+
+def load_model_config(path):
+  return model_config_from_dict(read_json(path), path)
+
+
+def load_train_config(path):
+  return train_config_from_dict(read_json(path), path)
+
+
+def bundled_config_path(name, kind):
+  """Path of a config shipped in configs/, e.g. ('synthetic', 'model') -> .../model_config.json."""
+  return os.path.join(_CONFIG_ROOT, name, f'{kind}_config.json')

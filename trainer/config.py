@@ -38,6 +38,14 @@ class ModelConfig:
                                f'the model has only layer_count={self.layer_count}'))
     return layers * self.layer_depth
 
+  def coded_depth_tensor(self, depth):
+    """`coded_depth` inside a TF graph (serving signatures see the depth only at run time)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    layers = depth // self.layer_depth
+    if self.coded_layer_count > 0:
+      layers = tf.minimum(layers, self.coded_layer_count)
+    return layers * self.layer_depth
+
   def to_dict(self):
     return dataclasses.asdict(self)
 

@@ -175,9 +175,7 @@ class ProgressiveModel(keras.Model):
     x = tf.convert_to_tensor(codes_pm1, tf.float32)
     shape = tf.shape(x)
     batch, height, width, depth = shape[0], shape[1], shape[2], shape[3]
-    layers = depth // cd
-    if config.coded_layer_count > 0:
-      layers = tf.minimum(layers, config.coded_layer_count)
+    layers = config.coded_depth_tensor(depth) // cd
     tf.debugging.assert_equal(depth % cd, 0, message='code depth is not a multiple of layer_depth')
     tf.debugging.assert_less_equal(layers, config.layer_count,
                                    message='code has more layers than layer_count')

@@ -1,0 +1,24 @@
+"""The TFX Trainer's entry point: `Trainer(run_fn='entropy_coder.trainer.run_fn.run_fn', ...)`.
+
+custom_config keys: `model_config` and `train_config` (dicts with the original's JSON keys),
+optional `seed` (int, default 0), `log_every` (steps, default 100) and `checkpoint_dir` (a
+stable directory to resume from when the Trainer is restarted; default: this run's
+model_run_dir). `train_args.num_steps` is the step limit; the eval split is evaluated whole.
+"""
+from entropy_coder.trainer import config as config_lib
+from entropy_coder.trainer import export
+from entropy_coder.trainer import train_loop
+
+
+# TFX Trainer calls this.
+def run_fn(fn_args):
+  custom = fn_args.custom_config or {}
+  model_config = config_lib.model_config_from_dict(custom.get('model_config'), 'Trainer custom_config model_config')
+  train_config = config_lib.train_config_from_dict(custom.get('train_config'), 'Trainer custom_config train_config')
+  train_dir = custom.get('checkpoint_dir') or fn_args.model_run_dir
+  train_loop.write_run_config(train_dir, model_config, train_config)
+  trainer = train_loop.Trainer(model_config, train_config, train_dir, seed=int(custom.get('seed', 0)))
+  result = trainer.fit(fn_args.train_files, steps=fn_args.train_steps, eval_patterns=fn_args.eval_files,
+                       log_every=int(custom.get('log_every', 100)))
+  export.export_model(trainer.model, fn_args.serving_model_dir)
+  return result

@@ -23,6 +23,8 @@ from entropy_coder.errors import UserError, describe
 
 FEATURE_CODE = 'code'
 FEATURE_SHAPE = 'code_shape'
+# Optional int64 feature: the sample's index in its generated dataset (readers ignore it).
+FEATURE_SAMPLE_INDEX = 'sample_index'
 # Version of our Example layout; written into manifests and checked by readers.
 EXAMPLE_FORMAT_VERSION = 1
 

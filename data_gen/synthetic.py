@@ -299,6 +299,11 @@ def check_shape(shape):
   return shape
 
 
+def check_seed(seed):
+  """A seed is an int in [0, 2**64)."""
+  return _check_u64(seed, 'seed')
+
+
 def _check_u64(value, name):
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise UserError(f'{name} must be an int in [0, 2**64), got {value!r}')

@@ -1,0 +1,188 @@
+"""A synthetic dataset directory: GZIP TFRecord shards plus `manifest.json`, from one Beam run.
+
+    GenerateSyntheticExamples (emit='ranges', no range crossing a shard start)
+        --GroupByKey on shard--> WriteShard: ranges in index order -> data-SSSSS-of-NNNNN.tfrecord.gz
+
+Shard k holds samples [k*count//M, (k+1)*count//M) in index order, so the files depend only on
+(count, shape, seed, shards): 1 or 2 workers, any bundle size, give the same bytes (the
+manifest records their sha256). Reading the shards in name order gives samples 0 .. count-1.
+
+The shards are written into a temporary directory inside the output directory and moved into
+place when all are complete; `manifest.json` is written last, so a directory with a manifest
+holds a whole dataset.
+"""
+import glob
+import hashlib
+import json
+import os
+import shutil
+
+from entropy_coder import codes_format
+from entropy_coder.data_gen import synthetic
+from entropy_coder.errors import UserError, describe
+
+MANIFEST_NAME = 'manifest.json'
+MANIFEST_FORMAT = 'entropy-coder-synthetic-dataset'
+MANIFEST_VERSION = 1
+SHARD_PATTERN = 'data-?????-of-?????.tfrecord.gz'
+# Auto shard count: about this many samples (~8.5 MB at 35x48x8) per shard.
+SAMPLES_PER_SHARD = 5000
+_TMP_PREFIX = '.generate-tmp-'
+
+
+def shard_name(shard, shards):
+  return f'data-{shard:05d}-of-{shards:05d}.tfrecord.gz'
+
+
+def shard_bounds(shard, count, shards):
+  """Sample indices [lo, hi) of shard `shard`."""
+  return shard * count // shards, (shard + 1) * count // shards
+
+
+def shard_of(index, count, shards):
+  """Inverse of `shard_bounds`: the shard holding sample `index`."""
+  shard = index * shards // count
+  while index >= shard_bounds(shard, count, shards)[1]:
+    shard += 1
+  while index < shard_bounds(shard, count, shards)[0]:
+    shard -= 1
+  return shard
+
+
+def default_shards(count):
+  return max(1, min(count, -(-count // SAMPLES_PER_SHARD)))
+
+
+def prepare_output_dir(output_dir, overwrite):
+  """Creates `output_dir`, or clears our files from it when `overwrite`; refuses otherwise."""
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise UserError(describe(output_dir, 'exists and is not a directory'))
+  if os.path.isdir(output_dir) and os.listdir(output_dir):
+    if not overwrite:
+      raise UserError(describe(output_dir, 'directory is not empty; pass --overwrite to replace '
+                               'the dataset in it'))
+    for path in glob.glob(os.path.join(output_dir, SHARD_PATTERN)):
+      os.remove(path)
+    for path in glob.glob(os.path.join(output_dir, _TMP_PREFIX + '*')):
+      shutil.rmtree(path, ignore_errors=True)
+    manifest = os.path.join(output_dir, MANIFEST_NAME)
+    if os.path.exists(manifest):
+      os.remove(manifest)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise UserError(describe(output_dir, f'cannot create directory ({e.strerror})')) from None
+
+
+def pipeline_options(num_workers):
+  """DirectRunner: in-process for 1 worker, one process per worker otherwise."""
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  if num_workers > 1:
+    return PipelineOptions(flags=[], runner='DirectRunner', direct_running_mode='multi_processing',
+                           direct_num_workers=num_workers)
+  return PipelineOptions(flags=[], runner='DirectRunner', direct_running_mode='in_memory',
+                         direct_num_workers=1)
+
+
+def _key_by_shard(range_and_examples, count, shards):
+  (start, _), _ = range_and_examples
+  return shard_of(start, count, shards), range_and_examples
+
+
+class _WriteShardFn:
+  """(shard, [((a, b), examples), ...]) -> the shard file in `directory`, checked complete."""
+
+  def __init__(self, directory, count, shards, progress):
+    self._directory = directory
+    self._count = count
+    self._shards = shards
+    self._progress = progress
+
+  def __call__(self, shard_and_ranges):
+    import sys  # pylint: disable=g-import-not-at-top
+    from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
+    shard, ranges = shard_and_ranges
+    ranges = sorted(ranges, key=lambda item: item[0])
+    lo, hi = shard_bounds(shard, self._count, self._shards)
+    edges = [lo] + [b for (_, b), _ in ranges]
+    if [a for (a, _), _ in ranges] != edges[:-1] or edges[-1] != hi or any(
+        len(examples) != b - a for (a, b), examples in ranges):
+      raise RuntimeError(f'shard {shard} did not get exactly the samples [{lo}, {hi})')
+    name = shard_name(shard, self._shards)
+    written = tfrecord_files.write_gzip_tfrecords(
+        os.path.join(self._directory, name),
+        (example for _, examples in ranges for example in examples))
+    if self._progress:
+      print(f'{self._progress}: wrote {name} ({written} samples)', file=sys.stderr, flush=True)
+    return shard
+
+
+def _sha256(path):
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_workers=1,
+                  shards=None, bundle_size=None, overwrite=False, progress=None):
+  """Generates samples 0 .. count-1 of `seed` into `output_dir`; returns the manifest dict."""
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  from entropy_coder.data_gen import beam_source  # pylint: disable=g-import-not-at-top
+  shape = synthetic.check_shape(shape)
+  seed = synthetic.check_seed(seed)
+  if count < 1:
+    raise UserError(f'--count must be at least 1, got {count}')
+  if num_workers < 1:
+    raise UserError(f'--num-workers must be at least 1, got {num_workers}')
+  shards = default_shards(count) if shards is None else shards
+  if not 1 <= shards <= count:
+    raise UserError(f'--shards must be between 1 and --count ({count}), got {shards}')
+  bundle_size = beam_source.DEFAULT_BUNDLE_SIZE if bundle_size is None else bundle_size
+  if bundle_size < 1:
+    raise UserError(f'--bundle-size must be at least 1, got {bundle_size}')
+  prepare_output_dir(output_dir, overwrite)
+
+  tmp_dir = os.path.join(output_dir, f'{_TMP_PREFIX}{os.getpid()}')
+  os.makedirs(tmp_dir)
+  try:
+    with beam.Pipeline(options=pipeline_options(num_workers)) as pipeline:
+      _ = (pipeline
+           | 'Generate' >> beam_source.GenerateSyntheticExamples(
+               count, shape=shape, seed=seed, bundle_size=bundle_size, emit='ranges',
+               cut_at=[shard_bounds(k, count, shards)[0] for k in range(shards)],
+               progress=progress)
+           | 'KeyByShard' >> beam.Map(_key_by_shard, count, shards)
+           | 'GroupByShard' >> beam.GroupByKey()
+           | 'WriteShard' >> beam.Map(_WriteShardFn(tmp_dir, count, shards, progress)))
+    entries = []
+    for shard in range(shards):
+      name = shard_name(shard, shards)
+      path = os.path.join(tmp_dir, name)
+      if not os.path.exists(path):
+        raise RuntimeError(f'the pipeline finished without writing {name}')
+      lo, hi = shard_bounds(shard, count, shards)
+      entries.append({'file': name, 'first_index': lo, 'count': hi - lo, 'sha256': _sha256(path)})
+    for entry in entries:
+      os.replace(os.path.join(tmp_dir, entry['file']), os.path.join(output_dir, entry['file']))
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+  manifest = {
+      'format': MANIFEST_FORMAT,
+      'version': MANIFEST_VERSION,
+      'example_format_version': codes_format.EXAMPLE_FORMAT_VERSION,
+      'generator': synthetic.GENERATOR_ID,
+      'keep_probability': synthetic.KEEP_PROBABILITY_REALISED,
+      'count': count,
+      'shape': list(shape),
+      'seed': seed,
+      'features': [codes_format.FEATURE_CODE, codes_format.FEATURE_SHAPE,
+                   codes_format.FEATURE_SAMPLE_INDEX],
+      'compression': 'GZIP',
+      'shards': entries,
+  }
+  with open(os.path.join(output_dir, MANIFEST_NAME), 'w') as f:
+    json.dump(manifest, f, indent=2)
+    f.write('\n')
+  return manifest

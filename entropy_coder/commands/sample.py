@@ -1,0 +1,51 @@
+"""`entropy-coder sample`: one synthetic code as the original's single-sample `.npz`.
+
+The original's `gen_synthetic_single.py`: shape [31, 36, 8] and layer depth 2 by default (a
+different size from the dataset on purpose: the model is fully convolutional), now seeded.
+"""
+from entropy_coder.errors import UserError, describe
+
+_DEFAULT_SHAPE = '31,36,8'  # data_gen.synthetic.SAMPLE_SHAPE
+_DEFAULT_LAYER_DEPTH = 2  # data_gen.synthetic.SAMPLE_LAYER_DEPTH
+
+
+def register(subparsers):
+  parser = subparsers.add_parser(
+      'sample', help='write one synthetic code as an .npz (the original single-sample format)',
+      description='Write sample INDEX of the synthetic source with SEED as an .npz with keys '
+      '"shape" = [D/L, 1, H, W, L] and "codes" = np.packbits of the bits, as the original '
+      'image encoder and gen_synthetic_single.py wrote it.')
+  parser.add_argument('--output', required=True, metavar='FILE.npz', help='file to write')
+  parser.add_argument('--shape', default=_DEFAULT_SHAPE, metavar='H,W,D',
+                      help=f'code shape (default {_DEFAULT_SHAPE})')
+  parser.add_argument('--layer-depth', default=str(_DEFAULT_LAYER_DEPTH), metavar='L',
+                      help=f'bits per iteration; must divide D (default {_DEFAULT_LAYER_DEPTH})')
+  parser.add_argument('--seed', default='0', metavar='S', help='seed in [0, 2**64) (default 0)')
+  parser.add_argument('--index', default='0', metavar='I',
+                      help='which sample of the seed\'s stream (default 0)')
+  parser.set_defaults(func=run)
+
+
+def run(args):
+  import os  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  from entropy_coder.commands.generate import parse_int  # pylint: disable=g-import-not-at-top
+  from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
+  shape = synthetic.parse_shape(args.shape, '--shape')
+  layer_depth = parse_int(args.layer_depth, '--layer-depth', 1)
+  if shape[2] % layer_depth:
+    raise UserError(f'--layer-depth: {layer_depth} does not divide the code depth {shape[2]}')
+  seed = parse_int(args.seed, '--seed', 0)
+  index = parse_int(args.index, '--index', 0)
+  if seed >= 1 << 64 or index >= 1 << 64:
+    raise UserError('--seed and --index must be below 2**64')
+  code = synthetic.generate_codes(seed, [index], shape=shape)[0]
+  try:
+    # A file object, so that numpy does not append ".npz" to a name that lacks it.
+    with open(args.output, 'wb') as f:
+      codes_format.write_npz(f, code, layer_depth)
+  except OSError as e:
+    raise UserError(describe(args.output, f'cannot write ({e.strerror})')) from None
+  print(f'wrote sample {index} (seed {seed}) of shape {"x".join(map(str, shape))}, layer depth '
+        f'{layer_depth}, to {os.path.abspath(args.output)}')
+  return 0

@@ -1,0 +1,155 @@
+"""NpzCodeImport: the user's own `.npz` codes (the original's format) as an Examples artifact.
+
+One conversion, two fronts: the `NpzCodeImport` component (a `FileBasedExampleGen`, so TFX
+fingerprints the input files and re-runs only when they change) and the `entropy-coder
+import-codes` command both apply the `ImportNpzCodes` transform.
+
+The rules, the same in both fronts:
+
+* the inputs are the `*.npz` files directly in the input directory, sorted by name; file `i`
+  goes to split `split_of(i, splits)` and its example carries `sample_index` = i, as the
+  generator's examples do;
+* every split must receive at least one file (an empty eval split would fail much later);
+* every file is read and checked (entropy_coder.codes_format.read_npz: keys, shape product,
+  binary values, no pickles) BEFORE the Beam pipeline writes anything, so a bad file stops
+  the run with a one-line UserError naming it and nothing is half-written;
+* all files must share one layer_depth and one code depth D (the model's channel layout
+  depends on both); H and W may differ, the model is fully convolutional.
+"""
+import collections
+import os
+
+import apache_beam as beam
+from absl import logging
+from tfx.components.example_gen import component as example_gen_component
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_component_specs
+
+from entropy_coder import codes_format
+from entropy_coder.components import index_splits
+from entropy_coder.data_gen import beam_source
+from entropy_coder.data_gen import splits as splits_lib
+from entropy_coder.errors import UserError, describe
+
+NPZ_PATTERN = '*.npz'
+# A progress line every this many checked files (the CLI prints it, the component logs it).
+_PROGRESS_EVERY = 500
+
+# What the check of a directory found: the files in order and the layout they share.
+NpzCodeSet = collections.namedtuple('NpzCodeSet', ['paths', 'layer_depth', 'depth', 'shapes'])
+
+
+def list_npz_files(input_dir):
+  """The `*.npz` files directly in `input_dir`, sorted by name. UserError if there are none."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not tf.io.gfile.isdir(input_dir):
+    problem = 'is not a directory' if tf.io.gfile.exists(input_dir) else 'no such directory'
+    raise UserError(describe(input_dir, problem))
+  paths = sorted(tf.io.gfile.glob(os.path.join(input_dir, NPZ_PATTERN)))
+  if not paths:
+    raise UserError(describe(input_dir, f'holds no {NPZ_PATTERN} files'))
+  return paths
+
+
+def check_npz_files(paths, progress=None):
+  """Reads every file once; -> NpzCodeSet, or UserError naming the first bad file.
+
+  `progress(done, total)` is called every few hundred files and at the end.
+  """
+  layer_depth = depth = first = None
+  shapes = set()
+  for done, path in enumerate(paths, 1):
+    bits, file_layer_depth = codes_format.read_npz(path)
+    if first is None:
+      first, layer_depth, depth = path, file_layer_depth, bits.shape[2]
+    elif (file_layer_depth, bits.shape[2]) != (layer_depth, depth):
+      raise UserError(describe(
+          path, f'layer_depth {file_layer_depth} and code depth {bits.shape[2]} differ from '
+          f'layer_depth {layer_depth} and code depth {depth} of {os.path.basename(first)}; '
+          'all codes of one dataset must share them'))
+    shapes.add(bits.shape)
+    if progress and (done % _PROGRESS_EVERY == 0 or done == len(paths)):
+      progress(done, len(paths))
+  return NpzCodeSet(tuple(paths), layer_depth, depth, tuple(sorted(shapes)))
+
+
+def _encode_file(indexed_path):
+  """(file index, .npz path) -> serialized tf.Example, our layout plus `sample_index`."""
+  index, path = indexed_path
+  bits, _ = codes_format.read_npz(path)
+  return beam_source.encode_indexed_example(bits, index)
+
+
+class ImportNpzCodes(beam.PTransform):
+  """PBegin -> {split name: PCollection of serialized tf.Examples} for a directory of .npz codes.
+
+  The directory is listed and every file checked when the transform is applied (pipeline
+  construction), i.e. before anything runs or is written. The check's result is kept in
+  `self.code_set` for callers that record it (manifest, artifact properties).
+  """
+
+  def __init__(self, input_dir, splits=splits_lib.DEFAULT_SPLITS, progress=None):
+    super().__init__()
+    self._input_dir = input_dir
+    self._splits = index_splits.check_splits(splits)
+    self._progress = progress
+    self.code_set = None
+
+  def expand(self, pbegin):
+    paths = list_npz_files(self._input_dir)
+    index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
+    self.code_set = check_npz_files(paths, self._progress)
+    names = [name for name, _ in self._splits]
+    files_by_split = {name: [] for name in names}
+    for index, path in enumerate(self.code_set.paths):
+      files_by_split[splits_lib.split_of(index, self._splits)].append((index, path))
+    return {
+        name: (pbegin
+               | f'Files[{name}]' >> beam.Create(files_by_split[name])
+               | f'Encode[{name}]' >> beam.Map(_encode_file))
+        for name in names
+    }
+
+
+def _log_progress(done, total):
+  logging.info('NpzCodeImport: checked %d/%d files', done, total)
+
+
+class Executor(index_splits.IndexSplitExecutor):
+  """Checks the input directory, then converts it in the component's Beam pipeline."""
+
+  def GetInputSourceToExamplePTransform(self):
+    def source(exec_properties, pattern, splits):
+      if pattern != NPZ_PATTERN:
+        raise ValueError(f'NpzCodeImport reads {NPZ_PATTERN!r}, got pattern {pattern!r}')
+      self._import = ImportNpzCodes(
+          exec_properties[standard_component_specs.INPUT_BASE_KEY], splits, _log_progress)
+      return self._import
+    return source
+
+  def Do(self, input_dict, output_dict, exec_properties):
+    super().Do(input_dict, output_dict, exec_properties)
+    # What the Trainer's model_config must match, readable from ML-Metadata.
+    code_set = self._import.code_set
+    for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
+      artifact.set_int_custom_property('layer_depth', code_set.layer_depth)
+      artifact.set_int_custom_property('code_depth', code_set.depth)
+      artifact.set_int_custom_property('num_files', len(code_set.paths))
+
+
+class NpzCodeImport(example_gen_component.FileBasedExampleGen):
+  """Imports the `*.npz` codes of `input_dir` as an Examples artifact (splits by file index).
+
+  Output `examples`: standard `Examples` with `splits` (default train 9 : eval 1), plus the
+  custom properties `layer_depth`, `code_depth` and `num_files`.
+  """
+
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, input_dir, splits=splits_lib.DEFAULT_SPLITS):
+    super().__init__(
+        input_base=input_dir,
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name='npz', pattern=NPZ_PATTERN)]),
+        output_config=index_splits.output_config(splits))

@@ -15,6 +15,7 @@ Three layouts (docs/FORMAT.md describes them for users):
 Codes in memory are always `uint8` arrays of shape `[H, W, D]` holding 0 or 1.
 """
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -136,6 +137,9 @@ def read_npz(path):
 
   Channel order as the original reader (ORIGINAL.md §2): channel = iteration * layer_depth + bit.
   """
+  if os.path.isfile(path) and not zipfile.is_zipfile(path):
+    # np.load would take a .npy for an array (no keys) and anything else for a pickle.
+    raise UserError(describe(path, 'not a .npz file (not a zip archive)'))
   try:
     with np.load(path, allow_pickle=False) as data:
       keys = sorted(data.files)

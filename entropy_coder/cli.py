@@ -6,7 +6,9 @@ inside their `func`, so `entropy-coder --help` and every `<command> --help` stay
 """
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from entropy_coder.errors import UserError
 
@@ -41,7 +43,15 @@ def build_parser():
   return parser
 
 
+def _quiet_libraries():
+  """TensorFlow and google-api-core print start-up noise that buries our progress lines."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  warnings.filterwarnings('ignore', category=FutureWarning)
+  warnings.filterwarnings('ignore', category=DeprecationWarning)
+
+
 def main(argv=None):
+  _quiet_libraries()
   parser = build_parser()
   args = parser.parse_args(argv)
   try:

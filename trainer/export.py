@@ -25,12 +25,16 @@ class ServingModule(tf.Module):
 
   def __init__(self, model):
     super().__init__()
-    self.model = model
+    # Track the variables, not the Keras model: saving a Keras model attribute makes
+    # tf.saved_model.save trace and serialise Keras' own call functions too (slow, unused).
+    self.named_variables = dict(model.named_variables_by_name())
+    self._model_call = model.__call__
+    self.model_config = model.config
     self._layer_depth = model.config.layer_depth
     self._layer_count = model.config.layer_count
 
   def _outputs(self, bits):
-    probs = self.model(2.0 * bits - 1.0)
+    probs = self._model_call(2.0 * bits - 1.0)
     coded = bits[..., :tf.shape(probs)[-1]]
     layer_bits = code_length_lib.per_layer_code_length_bits(coded, probs, self._layer_depth)
     shape = tf.shape(coded)
@@ -58,7 +62,7 @@ class ServingModule(tf.Module):
                autograph=False)
   def labels(self, examples):
     bits = data.parse_packed_batch(examples)
-    coded = self.model.config.coded_depth_tensor(tf.shape(bits)[-1])
+    coded = self.model_config.coded_depth_tensor(tf.shape(bits)[-1])
     return {'bits': tf.reshape(bits[..., :coded], [tf.shape(examples)[0], -1])}
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name='codes')],

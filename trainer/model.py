@@ -142,6 +142,13 @@ class ProgressiveModel(keras.Model):
       return value * self._masks[name]
     return value
 
+  def named_variables_by_name(self):
+    """{name: tf.Variable} (unmasked variables), for tracking outside Keras."""
+    return dict(self._named)
+
+  def get_config(self):
+    return {'config': self.config.to_dict()}
+
   def named_weights(self):
     """{name: float32 ndarray}, masked taps zeroed: what `weights.npz` holds."""
     return {name: np.asarray(self.weight(name).numpy(), np.float32) for name in sorted(self._named)}

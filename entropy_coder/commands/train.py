@@ -1,0 +1,66 @@
+"""`entropy-coder train`: the Trainer's training code, standalone, with progress and resumption."""
+import os
+
+from entropy_coder.errors import UserError, describe
+
+
+def register(subparsers):
+  parser = subparsers.add_parser(
+      'train', help='train the progressive model on codes (same code as the TFX Trainer)',
+      description='Trains the progressive model; rerun with the same --train-dir to resume '
+      'from the newest checkpoint. Exports the model to <train-dir>/model at the end.')
+  parser.add_argument('--model-config', required=True, help='model_config.json (layer_depth, layer_count, ...)')
+  parser.add_argument('--train-config', required=True, help='train_config.json (batch_size, learning_rate, ...)')
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--input-config', help="the original's input_config.json: {\"data\": TFRecord file}")
+  source.add_argument('--examples', help='a directory of TFRecords: an Examples artifact (Split-train/, '
+                      'Split-eval/), or the output of `entropy-coder generate`')
+  parser.add_argument('--eval-examples', help='TFRecord file or glob to evaluate on (default: Split-eval/ of --examples)')
+  parser.add_argument('--train-dir', required=True, help='checkpoints, TensorBoard logs and the exported model')
+  parser.add_argument('--steps', type=int, default=5000, help='train until this global step (default 5000)')
+  parser.add_argument('--log-every', type=int, default=100, help='progress line every N steps')
+  parser.add_argument('--eval-every', type=int, default=0, help='evaluate every N steps (0: only at the end)')
+  parser.add_argument('--seed', type=int, default=0, help='initialisation and shuffle seed')
+  parser.set_defaults(func=run)
+
+
+def _training_files(args):
+  """(train patterns, eval patterns or None) from --input-config or --examples."""
+  from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
+  if args.input_config:
+    values = config_lib.read_json(args.input_config)
+    if not isinstance(values, dict) or not isinstance(values.get('data'), str):
+      raise UserError(describe(args.input_config, 'needs "data": the path of a TFRecord file'))
+    unknown = sorted(set(values) - {'data', 'unique_code_size'})
+    if unknown:
+      raise UserError(describe(args.input_config, f'unknown key(s) {unknown}'))
+    if values.get('unique_code_size') is False:
+      raise UserError(describe(args.input_config, 'unique_code_size false is not supported: '
+                               'a training set has one code shape'))
+    return [values['data']], args.eval_examples
+  root = args.examples
+  if not os.path.isdir(root):
+    raise UserError(describe(root, 'no such directory'))
+  if os.path.isdir(os.path.join(root, 'Split-train')):
+    eval_dir = os.path.join(root, 'Split-eval')
+    default_eval = os.path.join(eval_dir, '*') if os.path.isdir(eval_dir) else None
+    return [os.path.join(root, 'Split-train', '*')], args.eval_examples or default_eval
+  return [os.path.join(root, '*.tfrecord*')], args.eval_examples
+
+
+def run(args):
+  from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import export, train_loop  # pylint: disable=g-import-not-at-top
+  model_config = config_lib.load_model_config(args.model_config)
+  train_config = config_lib.load_train_config(args.train_config)
+  if args.steps < 1:
+    raise UserError(f'--steps must be positive, got {args.steps}')
+  train_patterns, eval_patterns = _training_files(args)
+  train_loop.write_run_config(args.train_dir, model_config, train_config)
+  trainer = train_loop.Trainer(model_config, train_config, args.train_dir, seed=args.seed)
+  result = trainer.fit(train_patterns, args.steps, eval_patterns=eval_patterns,
+                       log_every=args.log_every, eval_every=args.eval_every)
+  model_dir = export.export_model(trainer.model, os.path.join(args.train_dir, 'model'))
+  print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit'
+        + (f', eval {result.eval_code_length:.4f} bits/bit' if eval_patterns else ''))
+  print(f'model exported to {model_dir}')

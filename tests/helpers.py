@@ -1,0 +1,25 @@
+"""Test helpers: write codes as TFRecords of our Examples, locate the reference fixture."""
+import os
+
+import numpy as np
+
+from entropy_coder import codes_format
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_DIR = os.path.normpath(os.path.join(REPO, '..', 'shared', 'reference'))
+
+
+def write_tfrecord(path, codes, gzip=True):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path, options='GZIP' if gzip else None) as writer:
+    for code in codes:
+      writer.write(codes_format.encode_example(np.asarray(code, np.uint8)))
+  return path
+
+
+def write_examples_dir(root, train_codes, eval_codes):
+  """An Examples-artifact-shaped directory: Split-train/, Split-eval/ of GZIP TFRecords."""
+  write_tfrecord(os.path.join(root, 'Split-train', 'data.gz'), train_codes)
+  write_tfrecord(os.path.join(root, 'Split-eval', 'data.gz'), eval_codes)
+  return root

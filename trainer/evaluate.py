@@ -1,0 +1,136 @@
+"""Code length of user inputs under a trained model (`entropy-coder code-length`).
+
+The model is rebuilt from the model directory's `weights.npz` and config (the same files the
+codec uses), so the figure printed here is the one the real bitstream is compared with.
+"""
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from entropy_coder import codes_format, model_files
+from entropy_coder.errors import UserError, describe
+from entropy_coder.trainer import code_length as code_length_lib
+from entropy_coder.trainer.config import model_config_from_dict
+from entropy_coder.trainer.model import ProgressiveModel
+
+_BATCH = 64
+
+
+def load_model(path):
+  """Model directory (any form model_files accepts) -> (ProgressiveModel, ModelFiles)."""
+  files = model_files.read_model_files(path)
+  model = ProgressiveModel(model_config_from_dict(files.model_config, files.path))
+  try:
+    model.set_named_weights(files.weights, os.path.join(files.path, model_files.WEIGHTS_NPZ))
+  except ValueError as e:
+    raise UserError(str(e)) from None
+  return model, files
+
+
+def read_codes(path):
+  """[(source, [H, W, D] code)] from a .npz file or TFRecord file(s)/glob."""
+  if path.endswith('.npz'):
+    bits, _ = codes_format.read_npz(path)
+    return [(path, bits)]
+  paths = sorted(glob.glob(path)) if any(ch in path for ch in '*?[') else [path]
+  if not paths:
+    raise UserError(describe(path, 'no files match'))
+  codes = list(codes_format.iter_tfrecord_codes(paths))
+  if not codes:
+    raise UserError(describe(path, 'holds no codes'))
+  return codes
+
+
+def per_layer_bits(model, codes):
+  """Summed -log2 p per (code, layer): float64 [N, L_coded], codes batched by shape."""
+  layer_depth = model.config.layer_depth
+
+  @tf.function(autograph=False)
+  def layer_sums(bits):
+    probs = model(2.0 * bits - 1.0)
+    coded = bits[..., :tf.shape(probs)[-1]]
+    return code_length_lib.per_layer_code_length_bits(coded, probs, layer_depth)
+
+  results = [None] * len(codes)
+  by_shape = {}
+  for index, (_, bits) in enumerate(codes):
+    by_shape.setdefault(bits.shape, []).append(index)
+  for indices in by_shape.values():
+    for start in range(0, len(indices), _BATCH):
+      chunk = indices[start:start + _BATCH]
+      batch = np.stack([codes[i][1] for i in chunk]).astype(np.float32)
+      sums = layer_sums(tf.constant(batch)).numpy().astype(np.float64)
+      for i, row in zip(chunk, sums):
+        results[i] = row
+  return results
+
+
+def code_length_of_input(model_path, input_path):
+  """Total and per-layer code length of every code in `input_path`, as a JSON-able dict."""
+  model, files = load_model(model_path)
+  codes = read_codes(input_path)
+  config = model.config
+  for source, bits in codes:
+    config.coded_depth(bits.shape[-1], source)
+  sums = per_layer_bits(model, codes)
+  layers = max(len(row) for row in sums)
+  layer_bits, layer_counts = np.zeros(layers), np.zeros(layers)
+  for (_, bits), row in zip(codes, sums):
+    layer_bits[:len(row)] += row
+    layer_counts[:len(row)] += bits.shape[0] * bits.shape[1] * config.layer_depth
+  total_bits, num_bits = float(layer_bits.sum()), float(layer_counts.sum())
+  bits_per_bit = total_bits / num_bits
+  return {
+      'model': files.path,
+      'input': input_path,
+      'samples': len(codes),
+      'coded_bits': int(num_bits),
+      'total_bits': total_bits,
+      'bits_per_bit': bits_per_bit,
+      'compression_ratio': 1.0 / bits_per_bit,
+      'per_layer': [{'layer': k, 'bits': float(layer_bits[k]), 'num_bits': int(layer_counts[k]),
+                     'bits_per_bit': float(layer_bits[k] / layer_counts[k])}
+                    for k in range(layers)],
+  }
+
+
+def format_report(result):
+  lines = [
+      f'model        {result["model"]}',
+      f'input        {result["input"]} ({result["samples"]} code(s), {result["coded_bits"]} coded bits)',
+      f'code length  {result["total_bits"]:.1f} bits = {result["bits_per_bit"]:.5f} bits/bit',
+      f'compression  {result["compression_ratio"]:.4f}x (1 / bits per bit)',
+      '',
+      'layer  bits/bit  bits',
+  ]
+  for row in result['per_layer']:
+    lines.append(f'{row["layer"]:>5}  {row["bits_per_bit"]:.5f}  {row["bits"]:.1f}')
+  return '\n'.join(lines)
+
+
+def plot_per_layer(result, path):
+  """Bar chart of per-layer bits/bit, with the overall mean as a line."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  layers = [row['layer'] for row in result['per_layer']]
+  values = [row['bits_per_bit'] for row in result['per_layer']]
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.bar(layers, values, color='tab:blue', label='per layer')
+  ax.axhline(result['bits_per_bit'], color='tab:red', linestyle='--',
+             label=f'all layers {result["bits_per_bit"]:.4f}')
+  ax.set_xlabel('layer (encoder iteration)')
+  ax.set_ylabel('code length (bits/bit)')
+  ax.set_xticks(layers)
+  ax.set_ylim(0, max(1.05, max(values) * 1.05))
+  ax.set_title(os.path.basename(result['input']))
+  ax.legend(loc='lower right')
+  fig.tight_layout()
+  try:
+    fig.savefig(path, dpi=100)
+  except OSError as e:
+    raise UserError(describe(path, f'cannot write the plot ({e.strerror})')) from None
+  finally:
+    plt.close(fig)

@@ -1,0 +1,116 @@
+"""`entropy-coder metrics [PIPELINE_ROOT]`: the latest evaluation of a pipeline run, as a table.
+
+Found through ML-Metadata (entropy_coder.pipeline.inspect_runs): overall and per-layer code
+length, blessed or not and why, the baseline model's figures when there was one, and where
+the model was pushed. `--json` prints the same for scripts; `--plot` draws the per-layer code
+length.
+"""
+import json
+import math
+import os
+
+from entropy_coder.errors import UserError, describe
+
+_DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.configs (no TFX import here)
+
+
+def register(subparsers):
+  parser = subparsers.add_parser(
+      'metrics', help='show the latest evaluation (code length, blessing) of a pipeline root',
+      description='Reads the ML-Metadata store of a local pipeline root and prints the '
+      'latest Evaluator run: code length overall and per layer in bits per bit, blessed or '
+      'not, and the comparison with the baseline (latest blessed) model.')
+  parser.add_argument('pipeline_root', nargs='?', default=_DEFAULT_ROOT,
+                      help=f'pipeline root of a local run (default {_DEFAULT_ROOT})')
+  parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
+  parser.add_argument('--plot', metavar='PNG', help='also draw per-layer code length into PNG')
+  parser.set_defaults(func=run)
+
+
+def run(args):
+  import logging  # pylint: disable=g-import-not-at-top
+  from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
+  logging.getLogger('tensorflow').setLevel(logging.ERROR)  # TFMA's reader warns on every load
+  evaluation = inspect_runs.latest_evaluation(args.pipeline_root)
+  if args.json:
+    print(json.dumps(evaluation.to_json(), indent=2, sort_keys=True, default=_json_number))
+  else:
+    print(format_table(evaluation))
+  if args.plot:
+    plot_layers(evaluation, args.plot)
+    if not args.json:
+      print(f'per-layer plot: {args.plot}')
+  return 0
+
+
+def _json_number(value):
+  return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _number(value, digits=4):
+  return '-' if value is None else f'{value:.{digits}f}'
+
+
+def format_table(evaluation):
+  """The human view: one row per metric, the baseline and the difference beside it."""
+  candidate, baseline = evaluation.metrics, evaluation.baseline_metrics
+  names = ['code_length', 'compression_ratio'] + evaluation.layer_names
+  rows = [('metric', 'model', 'baseline', 'change')]
+  for name in names:
+    value = candidate.get(name)
+    base = baseline.get(name) if baseline else None
+    change = evaluation.changes.get(name)
+    rows.append((name, _number(value), _number(base),
+                 '-' if change is None else f'{change:+.4f}'))
+  widths = [max(len(row[i]) for row in rows) for i in range(4)]
+  lines = ['  '.join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                     for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+  lines.insert(1, '-' * len(lines[0]))
+  status = {True: 'BLESSED', False: 'NOT BLESSED', None: 'no blessing recorded'}[evaluation.blessed]
+  count = candidate.get('example_count')
+  head = [f'evaluation  {evaluation.evaluation_uri}  ({evaluation.state.lower()}, execution '
+          f'{evaluation.execution_id}' + (f', {int(count)} eval codes)' if count else ')'),
+          f'model       {evaluation.model_uri}',
+          f'baseline    {evaluation.baseline_model_uri or "none (first blessed model, or no Resolver)"}',
+          'code length in bits per bit (lower is better); compression_ratio = 1 / code_length',
+          '']
+  tail = ['', f'{status}' + (': ' + '; '.join(evaluation.failed_checks)
+                             if evaluation.failed_checks else '')]
+  if evaluation.pushed_model_uri:
+    tail.append(f'pushed to   {evaluation.pushed_model_uri}')
+  elif evaluation.blessed is not None:
+    tail.append('not pushed')
+  if evaluation.real_compression:
+    tail.append('real compression: ' + ', '.join(
+        f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
+        for k, v in sorted(evaluation.real_compression.items())))
+  return '\n'.join(head + lines + tail)
+
+
+def plot_layers(evaluation, path):
+  """Bar chart of code length per layer (bits per bit), the baseline's as a step line."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = evaluation.layer_names
+  if not names:
+    raise UserError(describe(evaluation.evaluation_uri, 'the evaluation has no per-layer metrics'))
+  layers = list(range(len(names)))
+  fig, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.5))
+  axis.bar(layers, [evaluation.metrics[n] for n in names], color='tab:blue', label='model')
+  if evaluation.baseline_metrics:
+    axis.step(layers, [evaluation.baseline_metrics.get(n, math.nan) for n in names],
+              where='mid', color='tab:orange', label='baseline')
+  axis.axhline(evaluation.metrics['code_length'], color='gray', linestyle='--',
+               label=f'overall {evaluation.metrics["code_length"]:.4f}')
+  axis.set_xticks(layers)
+  axis.set_xlabel('layer')
+  axis.set_ylabel('code length (bits per bit)')
+  axis.legend(loc='lower right')
+  fig.tight_layout()
+  try:
+    fig.savefig(path, dpi=100)
+  except OSError as e:
+    raise UserError(describe(path, f'cannot write the plot ({e.strerror})')) from None
+  finally:
+    plt.close(fig)

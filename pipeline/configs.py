@@ -1,0 +1,141 @@
+"""Pipeline constants and the settings of one pipeline run, with the embedded demo default.
+
+Split by who edits what (the TFX template's rule): pipeline names and paths live here; the
+model's hyperparameters are the original's JSON keys (`configs/*/model_config.json`,
+`train_config.json`), checked by `entropy_coder.trainer.config`; feature keys live in
+`entropy_coder.codes_format`.
+
+The demo default is embedded here (not read from the repository's `configs/` folder) so an
+installed package and the Kubeflow image compile the same pipeline without the source tree;
+`configs/demo/*.json` holds the same model and train values for `entropy-coder train`, and
+tests/test_pipeline_configs.py checks the two agree.
+"""
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+from entropy_coder.errors import UserError, describe
+
+PIPELINE_NAME = 'entropy-coder'
+DEFAULT_PIPELINE_ROOT = os.path.join('runs', 'local')
+# Under a local pipeline root: the ML-Metadata store and the Pusher's destination.
+METADATA_FILENAME = 'metadata.sqlite'
+SERVING_MODEL_DIRNAME = 'serving_model'
+
+# The TFX Trainer calls this function (by module path, so no module_file is wheeled at compile).
+TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
+
+# Beam's DirectRunner in one process: on small data it is much faster than multi-processing,
+# and its workers need nothing installed beyond this process (STACK-NOTES.md).
+LOCAL_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
+
+# The small demo model (configs/demo/*.json): trained in about a minute on 2 CPU cores.
+DEMO_MODEL_CONFIG = {'layer_depth': 2, 'layer_count': 8}
+DEMO_TRAIN_CONFIG = {'batch_size': 16, 'learning_rate': 0.1, 'decay_rate': 0.9,
+                     'samples_per_decay': 20000}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """Everything a pipeline run depends on besides paths; the default is the 10-minute demo.
+
+  `codes_dir` None -> SyntheticCodeGen(count, code_shape, seed); a directory -> NpzCodeImport.
+  """
+  model_config: dict = dataclasses.field(default_factory=lambda: dict(DEMO_MODEL_CONFIG))
+  train_config: dict = dataclasses.field(default_factory=lambda: dict(DEMO_TRAIN_CONFIG))
+  count: int = 3000
+  code_shape: Tuple[int, int, int] = (16, 16, 8)
+  seed: int = 0
+  codes_dir: Optional[str] = None
+  train_steps: int = 600
+  max_code_length: float = 1.0
+  change_tolerance: float = 0.0
+
+  def replace(self, **changes):
+    """A copy with the non-None `changes` applied (CLI flags left unset keep the config)."""
+    return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+  def checked(self, source='settings'):
+    """Validates every field now, so a bad value fails before any component runs."""
+    from entropy_coder.trainer import config as trainer_config  # pylint: disable=g-import-not-at-top
+    trainer_config.model_config_from_dict(self.model_config, f'{source} model_config')
+    trainer_config.train_config_from_dict(self.train_config, f'{source} train_config')
+    for name in ('count', 'train_steps'):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(describe(source, f'"{name}" must be a positive int, got {value!r}'))
+    shape = list(self.code_shape)
+    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+      raise UserError(describe(source, f'"code_shape" must be 3 positive ints [H, W, D], got {shape}'))
+    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+      raise UserError(describe(source, f'"seed" must be an int >= 0, got {self.seed!r}'))
+    if not isinstance(self.max_code_length, (int, float)) or not self.max_code_length > 0:
+      raise UserError(describe(source, f'"max_code_length" must be a positive number, '
+                               f'got {self.max_code_length!r}'))
+    if not isinstance(self.change_tolerance, (int, float)):
+      raise UserError(describe(source, f'"change_tolerance" must be a number, '
+                               f'got {self.change_tolerance!r}'))
+    if self.codes_dir is not None and not os.path.isdir(self.codes_dir):
+      raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
+    return dataclasses.replace(self, code_shape=tuple(shape))
+
+
+_SETTING_KEYS = {f.name for f in dataclasses.fields(RunSettings)}
+
+
+def load_settings(path, base=None):
+  """Reads `--config`: a JSON file of RunSettings keys, or a folder of the original's configs.
+
+  A folder (like `configs/synthetic`) supplies `model_config.json` and `train_config.json`;
+  a JSON file may set any RunSettings key, e.g. {"model_config": {...}, "count": 20000}.
+  Keys not given keep `base` (the demo default).
+  """
+  base = base or RunSettings()
+  if os.path.isdir(path):
+    values = {}
+    for key in ('model_config', 'train_config'):
+      file = os.path.join(path, f'{key}.json')
+      if os.path.exists(file):
+        values[key] = _read_json(file)
+    if not values:
+      raise UserError(describe(path, 'folder has neither model_config.json nor train_config.json'))
+  else:
+    values = _read_json(path)
+    if not isinstance(values, dict):
+      raise UserError(describe(path, f'must be a JSON object, got {type(values).__name__}'))
+    unknown = sorted(set(values) - _SETTING_KEYS)
+    if unknown:
+      raise UserError(describe(path, f'unknown key(s) {unknown}; expected some of '
+                               f'{sorted(_SETTING_KEYS)}'))
+  if 'code_shape' in values and isinstance(values['code_shape'], list):
+    values['code_shape'] = tuple(values['code_shape'])
+  return dataclasses.replace(base, **values).checked(path)
+
+
+def _read_json(path):
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(describe(path, 'no such file')) from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(describe(path, f'not valid JSON ({e})')) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalPaths:
+  """Where a local run keeps everything, all under one pipeline root."""
+  root: str
+
+  @property
+  def pipeline_root(self):
+    return self.root
+
+  @property
+  def metadata_path(self):
+    return os.path.join(self.root, METADATA_FILENAME)
+
+  @property
+  def serving_model_dir(self):
+    return os.path.join(self.root, SERVING_MODEL_DIRNAME)

@@ -1,0 +1,234 @@
+"""Reads a pipeline root back: the latest Evaluator run, its metrics, blessing, baseline and push.
+
+Everything is found through ML-Metadata (`<root>/metadata.sqlite`), never by guessing folder
+names: the latest Evaluator execution (run or cache hit) -> its input events give the
+candidate and baseline models, its output events the evaluation and the blessing; the Pusher
+execution that consumed that blessing gives the pushed model. Metric values come from TFMA's
+own reader (`tfma.load_eval_result`), so the CLI shows exactly what a notebook would.
+
+Named `inspect_runs` rather than `inspect` so it can never shadow the standard library's
+`inspect` (which TensorFlow and Beam import) when a script runs from inside this folder.
+"""
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from entropy_coder.errors import UserError, describe
+from entropy_coder.pipeline import configs
+
+_EVALUATOR_TYPE_SUFFIX = '.Evaluator'
+_PUSHER_TYPE_SUFFIX = '.Pusher'
+_REAL_COMPRESSION_TYPE_SUFFIX = '.RealCompressionCheck'
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """One Evaluator execution and what surrounds it."""
+  execution_id: int
+  state: str  # COMPLETE (ran) or CACHED (re-used an earlier output)
+  evaluation_uri: str
+  model_uri: str
+  baseline_model_uri: Optional[str]
+  blessed: Optional[bool]
+  metrics: Dict[str, float]
+  baseline_metrics: Optional[Dict[str, float]]
+  changes: Dict[str, float]  # TFMA's candidate - baseline, when there was a baseline
+  failed_checks: List[str]
+  pushed_model_uri: Optional[str]
+  real_compression: Optional[Dict[str, float]]
+
+  @property
+  def layer_names(self):
+    from entropy_coder.pipeline import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+    return sorted(name for name in self.metrics if name.startswith(metrics_lib.LAYER_PREFIX))
+
+  def to_json(self):
+    return dataclasses.asdict(self)
+
+
+def open_store(root):
+  """The ML-Metadata store of a local pipeline root; a one-line UserError when there is none."""
+  path = os.path.join(root, configs.METADATA_FILENAME)
+  if not os.path.isdir(root):
+    raise UserError(describe(root, 'no such pipeline root'))
+  if not os.path.isfile(path):
+    raise UserError(describe(root, f'no ML-Metadata store ({configs.METADATA_FILENAME}) here: '
+                             'run `entropy-coder pipeline run` first'))
+  from ml_metadata.metadata_store import metadata_store  # pylint: disable=g-import-not-at-top
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def _executions_of(store, type_suffix):
+  """Finished executions (run or cached) of node types whose name ends with `type_suffix`."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+  found = []
+  for execution_type in store.get_execution_types():
+    if execution_type.name.endswith(type_suffix):
+      found += [e for e in store.get_executions_by_type(execution_type.name)
+                if e.last_known_state in done]
+  return sorted(found, key=lambda e: e.id)
+
+
+def _artifacts_by_key(store, execution_id, event_types):
+  """{input/output key: [artifact]} of one execution."""
+  events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in event_types]
+  artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+  by_key = {}
+  for event in events:
+    key = event.path.steps[0].key if event.path.steps else ''
+    by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+  return by_key
+
+
+def _inputs(store, execution_id):
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  return _artifacts_by_key(store, execution_id, (metadata_store_pb2.Event.INPUT,))
+
+
+def _outputs(store, execution_id):
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  return _artifacts_by_key(store, execution_id, (metadata_store_pb2.Event.OUTPUT,
+                                                 metadata_store_pb2.Event.DECLARED_OUTPUT))
+
+
+def _property(artifact, name):
+  value = artifact.custom_properties.get(name)
+  if value is None:
+    return None
+  return getattr(value, value.WhichOneof('value'))
+
+
+def _single(by_key, key):
+  found = by_key.get(key) or []
+  return found[0] if found else None
+
+
+def read_metrics(evaluation_uri):
+  """{'candidate'|'baseline': {'metrics': {...}, 'changes': {...}, 'location': model path}}.
+
+  From TFMA's own files: the eval run names the models it evaluated and where they were
+  loaded from (the baseline too, which ML-Metadata cannot show as a separate input event
+  when it is the very artifact being evaluated); `<metric>_diff` values are TFMA's
+  candidate - baseline.
+  """
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  from tensorflow_model_analysis.writers import eval_config_writer  # pylint: disable=g-import-not-at-top
+  eval_config, _, _, locations = eval_config_writer.load_eval_run(evaluation_uri)
+  specs = list(eval_config.model_specs) if eval_config else []
+  by_role = {}
+  for spec in specs or [None]:
+    name = spec.name if spec is not None else ''
+    result = tfma.load_eval_result(evaluation_uri, model_name=name or None)
+    values, changes = {}, {}
+    for slice_key, by_output in result.slicing_metrics:
+      if slice_key != ():
+        continue
+      for metric, value in by_output.get('', {}).get('', {}).items():
+        if 'doubleValue' not in value:
+          continue
+        if metric.endswith(_DIFF_SUFFIX):
+          changes[metric[:-len(_DIFF_SUFFIX)]] = float(value['doubleValue'])
+        else:
+          values[metric] = float(value['doubleValue'])
+    role = 'baseline' if spec is not None and spec.is_baseline else 'candidate'
+    location = locations.get(name)
+    if location and os.path.basename(location.rstrip('/')) == 'Format-Serving':
+      location = os.path.dirname(location.rstrip('/'))  # the Model artifact's URI
+    by_role[role] = {'metrics': values, 'changes': changes, 'location': location}
+  return by_role
+
+
+_DIFF_SUFFIX = '_diff'
+
+
+def _failed_checks(evaluation_uri):
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  try:
+    validation = tfma.load_validation_result(evaluation_uri)
+  except (OSError, IndexError, ValueError):
+    return []
+  failed = []
+  for per_slice in validation.metric_validations_per_slice:
+    for failure in per_slice.failures:
+      kind = 'change vs baseline' if failure.metric_key.is_diff else 'bound'
+      failed.append(f'{failure.metric_key.name} ({kind}): {failure.message.strip()}')
+  return failed
+
+
+def latest_evaluation(root) -> Evaluation:
+  """The newest finished Evaluator execution under `root`, with its metrics and its push."""
+  store = open_store(root)
+  evaluations = _executions_of(store, _EVALUATOR_TYPE_SUFFIX)
+  if not evaluations:
+    raise UserError(describe(root, 'the ML-Metadata store has no finished Evaluator run yet'))
+  execution = evaluations[-1]
+  inputs, outputs = _inputs(store, execution.id), _outputs(store, execution.id)
+  evaluation = _single(outputs, 'evaluation')
+  blessing = _single(outputs, 'blessing')
+  model = _single(inputs, 'model')
+  if evaluation is None or model is None:
+    raise UserError(describe(root, f'Evaluator execution {execution.id} has no recorded '
+                             'evaluation or model'))
+
+  by_role = read_metrics(evaluation.uri)
+  candidate = by_role.get('candidate', {})
+  baseline = by_role.get('baseline')
+
+  blessed = None
+  if blessing is not None:
+    flag = _property(blessing, 'blessed')
+    blessed = bool(flag) if flag is not None else None
+
+  return Evaluation(
+      execution_id=execution.id,
+      state=_state_name(execution.last_known_state),
+      evaluation_uri=evaluation.uri,
+      model_uri=model.uri,
+      baseline_model_uri=baseline['location'] if baseline else None,
+      blessed=blessed,
+      metrics=candidate.get('metrics', {}),
+      baseline_metrics=baseline['metrics'] if baseline else None,
+      changes=candidate.get('changes', {}),
+      failed_checks=_failed_checks(evaluation.uri),
+      pushed_model_uri=_pushed_uri(store, blessing) if blessing is not None else None,
+      real_compression=_real_compression(store, model))
+
+
+def _state_name(state):
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  return metadata_store_pb2.Execution.State.Name(state)
+
+
+def _pushed_uri(store, blessing):
+  """Where the Pusher that consumed `blessing` pushed the model, or None (not pushed)."""
+  for execution in reversed(_executions_of(store, _PUSHER_TYPE_SUFFIX)):
+    consumed = _single(_inputs(store, execution.id), 'model_blessing')
+    if consumed is None or consumed.id != blessing.id:
+      continue
+    pushed = _single(_outputs(store, execution.id), 'pushed_model')
+    if pushed is not None and _property(pushed, 'pushed'):
+      return _property(pushed, 'pushed_destination')
+    return None
+  return None
+
+
+def _real_compression(store, model):
+  """Numbers the RealCompressionCheck recorded for this model (custom properties), if it ran."""
+  for execution in reversed(_executions_of(store, _REAL_COMPRESSION_TYPE_SUFFIX)):
+    consumed = _single(_inputs(store, execution.id), 'model')
+    if consumed is None or consumed.id != model.id:
+      continue
+    values = {}
+    for artifacts in _outputs(store, execution.id).values():
+      for artifact in artifacts:
+        for name in artifact.custom_properties:
+          value = _property(artifact, name)
+          if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[name] = value
+    return values
+  return None

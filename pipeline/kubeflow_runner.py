@@ -1,0 +1,123 @@
+"""Compiles the same DAG for Kubeflow Pipelines (KFP 2) and submits it with the KFP client.
+
+`KubeflowV2DagRunner` writes a bare PipelineSpec 2.1 as YAML (`use_pipeline_spec_2_1=True`,
+`.yaml` output), which `kfp.Client` uploads; TFX's `.json` output is a Vertex PipelineJob
+wrapper that `kfp.Client` refuses, so only `.yaml`/`.yml` are written. Every task runs
+`python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor` in `image`,
+which must have this project installed (the top-level Dockerfile builds it).
+
+Open-source KFP cannot run TFX's Resolver node (it compiles to a Vertex-only importer-less
+resolver task), so the Kubeflow build leaves it out (`use_resolver=False`): a model is
+blessed on the absolute bound alone. docs/PIPELINE.md explains the plan.
+"""
+import os
+
+from entropy_coder.errors import UserError, describe
+from entropy_coder.pipeline import configs
+from entropy_coder.pipeline import pipeline
+
+DEFAULT_IMAGE = 'entropy-coder:latest'
+DEFAULT_EXPERIMENT = 'entropy-coder'
+# The run's artifacts must live where TFX's file IO can write from inside the containers
+# (gs://, s3://, or a shared volume path); KFP's default minio:// root is not such a place.
+DEFAULT_KFP_PIPELINE_ROOT = 'gs://YOUR_BUCKET/entropy-coder'
+_YAML_SUFFIXES = ('.yaml', '.yml')
+
+
+def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
+                             pipeline_name: str = configs.PIPELINE_NAME):
+  """The local pipeline's DAG, minus the Resolver; artifacts and pushes under pipeline_root."""
+  return pipeline.create_pipeline(
+      pipeline_name=pipeline_name,
+      pipeline_root=pipeline_root,
+      model_config=settings.model_config,
+      train_config=settings.train_config,
+      train_steps=settings.train_steps,
+      serving_model_dir=_join(pipeline_root, configs.SERVING_MODEL_DIRNAME),
+      count=settings.count,
+      code_shape=settings.code_shape,
+      seed=settings.seed,
+      codes_dir=settings.codes_dir,
+      max_code_length=settings.max_code_length,
+      change_tolerance=settings.change_tolerance,
+      use_resolver=False,
+      real_compression_check=True,
+      enable_cache=True,
+      metadata_connection_config=None,  # KFP brings its own ML-Metadata
+      beam_pipeline_args=configs.LOCAL_BEAM_ARGS)
+
+
+def _join(root, name):
+  return root.rstrip('/') + '/' + name if '://' in root else os.path.join(root, name)
+
+
+def compile_pipeline(output_file: str, settings: configs.RunSettings,
+                     image: str = DEFAULT_IMAGE,
+                     pipeline_root: str = DEFAULT_KFP_PIPELINE_ROOT) -> str:
+  """Writes the PipelineSpec YAML to `output_file`; returns its path."""
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
+  if not output_file.endswith(_YAML_SUFFIXES):
+    raise UserError(describe(output_file, 'the compiled pipeline must be a .yaml or .yml file '
+                             '(kfp.Client reads only those; TFX .json is a Vertex PipelineJob)'))
+  directory = os.path.dirname(os.path.abspath(output_file))
+  if not os.path.isdir(directory):
+    raise UserError(describe(directory, 'output directory does not exist'))
+  runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+          default_image=image, use_pipeline_spec_2_1=True),
+      output_dir=directory,
+      output_filename=os.path.basename(output_file))
+  runner.run(create_kubeflow_pipeline(settings, pipeline_root), write_out=True)
+  return output_file
+
+
+def submit(package_file: str, host: str, pipeline_root: str, experiment: str = DEFAULT_EXPERIMENT,
+           namespace=None, run_name=None, timeout: float = 30.0):
+  """Uploads and starts a run on the KFP server at `host`; returns (run id, run URL).
+
+  Unreachable or non-KFP hosts fail with one line naming the host, not a urllib3 traceback.
+  """
+  import kfp  # pylint: disable=g-import-not-at-top
+  import kfp_server_api  # pylint: disable=g-import-not-at-top
+  import urllib3  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(package_file):
+    raise UserError(describe(package_file, 'no such pipeline package'))
+  if not package_file.endswith(_YAML_SUFFIXES):
+    raise UserError(describe(package_file, 'kfp.Client takes a compiled .yaml/.yml pipeline'))
+  try:
+    with _socket_timeout(timeout):
+      client = kfp.Client(host=host, namespace=namespace or 'kubeflow')
+      result = client.create_run_from_pipeline_package(
+          package_file, arguments={}, run_name=run_name, experiment_name=experiment,
+          namespace=namespace, pipeline_root=pipeline_root)
+  except urllib3.exceptions.MaxRetryError as e:
+    raise UserError(f'{host}: cannot reach the Kubeflow Pipelines API '
+                    f'({_reason(e.reason)})') from None
+  except (TimeoutError, OSError) as e:
+    raise UserError(f'{host}: no answer from a Kubeflow Pipelines API within {timeout:g} s '
+                    f'({_reason(e)})') from None
+  except kfp_server_api.ApiException as e:
+    raise UserError(f'{host}: Kubeflow Pipelines API refused the run: HTTP {e.status} '
+                    f'{(e.reason or "").strip()}') from None
+  return result.run_id, f'{host.rstrip("/")}/#/runs/details/{result.run_id}'
+
+
+def _reason(error):
+  text = str(error).splitlines()[0] if str(error) else type(error).__name__
+  return text.split('>: ')[-1]
+
+
+class _socket_timeout:  # pylint: disable=invalid-name
+  """Bounds every blocking socket call of the KFP client (it sets no timeout of its own)."""
+
+  def __init__(self, seconds):
+    self._seconds = seconds
+
+  def __enter__(self):
+    import socket  # pylint: disable=g-import-not-at-top
+    self._previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(self._seconds)
+
+  def __exit__(self, *exc):
+    import socket  # pylint: disable=g-import-not-at-top
+    socket.setdefaulttimeout(self._previous)

@@ -1,0 +1,265 @@
+"""compress() and decompress(): lists of binary codes <-> one compressed file, step for step.
+
+    compress                                   decompress
+    check codes against the model              parse + check header, CRCs, sizes (bitstream)
+    group equal shapes into chunks             check model fingerprint / layer_depth / flags
+    per chunk (threads): ChunkCoder.run        per chunk (threads): ChunkCoder.run
+      exchange = look up the input's bits        exchange = decode the bits from the stream
+      layer done: range-encode the layer         ... and check the stream was used up
+    per-sample CRC32, pack the file            per-sample CRC32 check, restore the input order
+
+Both directions share one probability path (engine.ChunkCoder); see engine.py for why that
+matters. Chunks are independent streams, coded in parallel threads (the numba kernels release
+the GIL); the chunking depends only on the input, never on the thread count, so the bytes do not
+either.
+"""
+import concurrent.futures
+import dataclasses
+import math
+import os
+import threading
+import zlib
+
+import numpy as np
+
+from entropy_coder.codec import bitstream
+from entropy_coder.codec.engine import ChunkCoder
+from entropy_coder.codec.network import build_network
+from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
+from entropy_coder.errors import UserError, describe
+
+# At most this many samples share a chunk (one batch of the engine, one range-coder stream).
+MAX_CHUNK_SAMPLES = 128
+# ... and at most this many code bits, which bounds the engine's memory per chunk.
+MAX_CHUNK_BITS = 1 << 23
+
+
+@dataclasses.dataclass(frozen=True)
+class CodingStats:
+  """Sizes of one compress or decompress run. `theoretical_bits`: sum of -log2 P(true bit)
+  under the model's unquantised probabilities, i.e. the ideal code length."""
+  samples: int
+  code_bits: int
+  theoretical_bits: float
+  payload_bytes: int
+  file_bytes: int
+
+  @property
+  def bits_per_bit(self):
+    return 8.0 * self.file_bytes / self.code_bits if self.code_bits else 0.0
+
+  @property
+  def payload_bits_per_bit(self):
+    return 8.0 * self.payload_bytes / self.code_bits if self.code_bits else 0.0
+
+  @property
+  def theoretical_bits_per_bit(self):
+    return self.theoretical_bits / self.code_bits if self.code_bits else 0.0
+
+  @property
+  def gap(self):
+    """Relative excess of the real payload over the theoretical code length."""
+    return 8.0 * self.payload_bytes / self.theoretical_bits - 1.0 if self.theoretical_bits else 0.0
+
+
+def packed_crc(code):
+  return zlib.crc32(np.packbits(code.reshape(-1)).tobytes())
+
+
+def plan_chunks(shapes):
+  """Sample shapes -> list of (shape, [sample indices]); depends on the input only."""
+  groups = {}
+  for index, shape in enumerate(shapes):
+    groups.setdefault(tuple(shape), []).append(index)
+  plan = []
+  for shape, indices in groups.items():
+    per_chunk = max(1, min(MAX_CHUNK_SAMPLES, MAX_CHUNK_BITS // math.prod(shape)))
+    count = -(-len(indices) // per_chunk)
+    bounds = [round(i * len(indices) / count) for i in range(count + 1)]
+    plan += [(shape, indices[a:b]) for a, b in zip(bounds, bounds[1:])]
+  return plan
+
+
+def _check_code(code, index, net):
+  source = f'sample {index}'
+  code = np.asarray(code)
+  if code.ndim != 3 or min(code.shape) < 1:
+    raise UserError(describe(source, f'a code must be a [H, W, D] array, got shape {list(code.shape)}'))
+  if max(code.shape[:2]) > bitstream.MAX_DIM or code.shape[2] > bitstream.MAX_DIM:
+    raise UserError(describe(source, f'code shape {list(code.shape)} exceeds {bitstream.MAX_DIM}'))
+  if not (np.issubdtype(code.dtype, np.integer) or code.dtype == np.bool_) or not np.isin(code, (0, 1)).all():
+    raise UserError(describe(source, 'a code must hold only 0 and 1'))
+  net.layers_of(code.shape[2], source)
+  return np.ascontiguousarray(code, dtype=np.uint8)
+
+
+class _Progress:
+  """Thread-safe counter of coded bits that forwards to the user's progress(done, total)."""
+
+  def __init__(self, callback, total):
+    self._callback, self._total, self._done = callback, total, 0
+    self._lock = threading.Lock()
+
+  def add(self, bits):
+    if self._callback is None:
+      return
+    with self._lock:
+      self._done += bits
+      self._callback(self._done, self._total)
+
+
+def _encode_chunk(net, codes, progress):
+  """codes uint8 [B, H, W, D] -> (stream bytes, theoretical bits)."""
+  batch, height, width, depth = codes.shape
+  cd = net.layer_depth
+  layers = depth // cd
+  # Bits in coding order per layer: [y][x][channel][sample], as the decoder will ask for them.
+  layer_bits = [np.ascontiguousarray(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0),
+                                     dtype=np.int32) for k in range(layers)]
+  causal = net.channel_causal
+  cursor = {'y': 0, 'x': 0, 'ch': 0}
+  encoder = StreamEncoder()
+  theory = [0.0]
+
+  def exchange(k, probs):  # the input's bits for this step, in the engine's order
+    y, x, ch = cursor['y'], cursor['x'], cursor['ch']
+    if causal:
+      bits = layer_bits[k][y, x, ch]
+      cursor['ch'] = ch = (ch + 1) % cd
+      if ch:
+        return bits
+    else:
+      bits = layer_bits[k][y, x].reshape(-1)
+    cursor['x'] = x = (x + 1) % width
+    if x == 0:
+      cursor['y'] = (y + 1) % height
+      progress.add(width * cd * batch)
+    return bits
+
+  def layer_done(k, out_p, out_q):
+    bits = layer_bits[k].reshape(-1)
+    encoder.encode(bits, out_q.reshape(-1))
+    p_true = np.where(bits == 1, out_p.reshape(-1), 1.0 - out_p.reshape(-1))
+    theory[0] += float(-np.log2(p_true).sum())
+
+  decoded = ChunkCoder(net, batch, height, width, layers).run(exchange, layer_done)
+  if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
+    raise AssertionError('engine did not reproduce the input codes')
+  return encoder.finish(), theory[0]
+
+
+def _decode_chunk(net, chunk, payload, source, progress):
+  """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits)."""
+  cd = net.layer_depth
+  layers = chunk.depth // cd
+  decoder = StreamDecoder(payload, source)
+  causal = net.channel_causal
+  cursor = {'x': 0, 'ch': 0}
+  theory = [0.0]
+  decoded_layer = {}
+
+  def exchange(k, probs):
+    bits = decoder.decode(probs)
+    if causal:
+      cursor['ch'] = ch = (cursor['ch'] + 1) % cd
+      if ch:
+        return bits
+    cursor['x'] = x = (cursor['x'] + 1) % chunk.width
+    if x == 0:
+      progress.add(chunk.width * cd * chunk.samples)
+    return bits
+
+  def layer_done(k, out_p, out_q):
+    decoded_layer[k] = out_p.copy()
+
+  codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width, layers).run(exchange, layer_done)
+  decoder.check_consumed()
+  for k, p_model in decoded_layer.items():
+    bits = codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1)
+    p = p_model.reshape(-1)
+    theory[0] += float(-np.log2(np.where(bits == 1, p, 1.0 - p)).sum())
+  return codes, theory[0]
+
+
+def _run_parallel(jobs, threads):
+  """Runs zero-argument callables, at most `threads` at a time; results in job order."""
+  threads = max(1, min(threads or os.cpu_count() or 1, len(jobs)))
+  if threads == 1:
+    return [job() for job in jobs]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    return [future.result() for future in [pool.submit(job) for job in jobs]]
+
+
+def compress_with_stats(codes, model_files, progress=None, source_format=bitstream.SOURCE_API,
+                        source_layer_depth=0, threads=None):
+  """list of uint8 [H, W, D] codes -> (compressed bytes, CodingStats)."""
+  net = build_network(model_files)
+  checked = [_check_code(code, index, net) for index, code in enumerate(codes)]
+  plan = plan_chunks([code.shape for code in checked])
+  counter = _Progress(progress, sum(code.size for code in checked))
+  jobs = [lambda indices=indices: _encode_chunk(net, np.stack([checked[i] for i in indices]), counter)
+          for _, indices in plan]
+  results = _run_parallel(jobs, threads)
+  chunks, sample_index, sample_crc = [], [], []
+  for (shape, indices), (payload, _) in zip(plan, results):
+    chunks.append(bitstream.Chunk(*shape, len(indices), len(payload)))
+    sample_index += indices
+    sample_crc += [packed_crc(checked[i]) for i in indices]
+  data = bitstream.pack(
+      dict(coder_id=bitstream.CODER_ID, channel_causal=net.channel_causal,
+           layer_depth=net.layer_depth, source_format=source_format,
+           source_layer_depth=source_layer_depth, fingerprint=net.fingerprint),
+      chunks, sample_index, sample_crc, [payload for payload, _ in results])
+  stats = CodingStats(samples=len(checked), code_bits=sum(code.size for code in checked),
+                      theoretical_bits=sum(theory for _, theory in results),
+                      payload_bytes=sum(len(payload) for payload, _ in results), file_bytes=len(data))
+  return data, stats
+
+
+def compress(codes, model_files, progress=None, **options):
+  """list of uint8 [H, W, D] {0,1} codes -> bytes. progress(done_bits, total_bits) if given."""
+  return compress_with_stats(codes, model_files, progress, **options)[0]
+
+
+def read_header(data, source='<data>'):
+  """Checks a compressed file without decoding it -> bitstream.Header."""
+  return bitstream.parse(bytes(data), source)
+
+
+def decompress_with_stats(data, model_files, progress=None, source='<data>', threads=None):
+  """bytes -> (list of uint8 [H, W, D] codes in the original order, CodingStats, Header)."""
+  data = bytes(data)
+  header = bitstream.parse(data, source)
+  net = build_network(model_files)
+  if header.fingerprint != net.fingerprint:
+    raise UserError(describe(source, f'was compressed with a different model (fingerprint '
+                             f'{header.fingerprint[:12]}…, this model is {net.fingerprint[:12]}…); '
+                             'decode it with the model that encoded it'))
+  if header.layer_depth != net.layer_depth or header.channel_causal != net.channel_causal:
+    raise UserError(describe(source, 'header layer_depth / channel_causal do not match the model'))
+  for chunk in header.chunks:
+    net.layers_of(chunk.depth, source)
+  counter = _Progress(progress, sum(c.samples * c.height * c.width * c.depth for c in header.chunks))
+  payloads = list(bitstream.chunk_payloads(data, header))
+  jobs = [lambda chunk=chunk, payload=payload, i=i:
+          _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter)
+          for i, (chunk, payload) in enumerate(zip(header.chunks, payloads))]
+  results = _run_parallel(jobs, threads)
+  codes = [None] * header.sample_count
+  position = 0
+  for codes_chunk, _ in results:
+    for code in codes_chunk:
+      if packed_crc(code) != header.sample_crc[position]:
+        raise UserError(describe(source, f'sample {header.sample_index[position]} failed its CRC32 '
+                                 'check after decoding (damaged file or wrong model)'))
+      codes[header.sample_index[position]] = code
+      position += 1
+  stats = CodingStats(samples=header.sample_count, code_bits=sum(code.size for code in codes),
+                      theoretical_bits=sum(theory for _, theory in results),
+                      payload_bytes=header.payload_size, file_bytes=len(data))
+  return codes, stats, header
+
+
+def decompress(data, model_files, progress=None, **options):
+  """bytes -> list of uint8 [H, W, D] codes, exactly those given to compress()."""
+  return decompress_with_stats(data, model_files, progress, **options)[0]

@@ -1,0 +1,162 @@
+"""The compressed file container: header, chunk and sample tables, payload (docs/FORMAT.md).
+
+    fixed header  (80 bytes, little-endian)
+      magic 8s  version H  coder_id B  flags B  layer_depth H  source_format B  source_layer_depth H
+      reserved B  fingerprint 32s  sample_count I  chunk_count I  payload_size Q  payload_crc32 I
+      reserved I
+    chunk table   chunk_count x (height I, width I, depth I, samples I, payload_bytes Q)
+    sample table  sample_count x (original_index I, crc32 of the packed code I), in coding order
+    header_crc32  I   over everything above
+    payload       the chunks' range-coder streams, back to back
+
+Everything is checked before any decoding starts: magic, version, coder, both CRCs, exact file
+length, table consistency and a bound on the work (symbols per payload bit), so a damaged file
+gives one clear UserError and never a hang or a silently wrong result.
+"""
+import dataclasses
+import struct
+import zlib
+
+from entropy_coder.errors import UserError, describe
+
+MAGIC = b'\x89NEC\r\n\x1a\n'   # 'NEC' = neural entropy coder; \r\n, \x1a catch text-mode mangling
+VERSION = 1
+# coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
+# q/2^16 (q in [1, 65535]) from the float64 incremental engine with deterministic exp (arith.py).
+CODER_ID = 1
+FLAG_CHANNEL_CAUSAL = 1
+
+SOURCE_API = 0
+SOURCE_NPZ = 1
+SOURCE_TFRECORD = 2
+SOURCE_NAMES = {SOURCE_API: 'api', SOURCE_NPZ: 'npz', SOURCE_TFRECORD: 'tfrecord'}
+
+_FIXED = struct.Struct('<8sHBBHBHB32sIIQII')
+_CHUNK = struct.Struct('<IIIIQ')
+_SAMPLE = struct.Struct('<II')
+_CRC = struct.Struct('<I')
+# Limits that no real file reaches; they stop a damaged or hostile header from asking for
+# absurd memory or time.
+MAX_DIM = 1 << 16
+MAX_SAMPLES = 1 << 26
+# P(bit) is clipped to [2^-16, 1 - 2^-16], so every coded bit costs at least
+# -log2(1 - 2^-16) ~ 1/45426 bit: a stream cannot hold more symbols than this many per bit.
+MAX_SYMBOLS_PER_PAYLOAD_BIT = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+  height: int
+  width: int
+  depth: int
+  samples: int
+  payload_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+  coder_id: int
+  channel_causal: bool
+  layer_depth: int
+  source_format: int
+  source_layer_depth: int
+  fingerprint: str             # hex
+  chunks: tuple                # Chunk, in coding order
+  sample_index: tuple          # original position of each coded sample, in coding order
+  sample_crc: tuple            # crc32 of np.packbits(code) of each coded sample
+  payload_crc: int
+  header_size: int
+
+  @property
+  def sample_count(self):
+    return len(self.sample_index)
+
+  @property
+  def payload_size(self):
+    return sum(chunk.payload_bytes for chunk in self.chunks)
+
+
+def pack(header_fields, chunks, sample_index, sample_crc, payloads):
+  """-> the complete file bytes. header_fields: dict of the Header scalars (no tables)."""
+  payload = b''.join(payloads)
+  head = _FIXED.pack(MAGIC, VERSION, header_fields['coder_id'],
+                     FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0,
+                     header_fields['layer_depth'], header_fields['source_format'],
+                     header_fields['source_layer_depth'], 0,
+                     bytes.fromhex(header_fields['fingerprint']), len(sample_index), len(chunks),
+                     len(payload), zlib.crc32(payload), 0)
+  tables = b''.join(_CHUNK.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes) for c in chunks)
+  tables += b''.join(_SAMPLE.pack(i, crc) for i, crc in zip(sample_index, sample_crc))
+  head += tables
+  return head + _CRC.pack(zlib.crc32(head)) + payload
+
+
+def parse(data, source):
+  """File bytes -> Header, after every check that needs no model. UserError on any problem."""
+  def fail(problem):
+    raise UserError(describe(source, problem))
+
+  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+    fail('not an entropy-coder compressed file (wrong magic)')
+  if len(data) < _FIXED.size + _CRC.size:
+    fail(f'truncated: {len(data)} bytes, shorter than the {_FIXED.size}-byte header')
+  (_, version, coder_id, flags, layer_depth, source_format, source_layer_depth, _, fingerprint,
+   sample_count, chunk_count, payload_size, payload_crc, _) = _FIXED.unpack_from(data, 0)
+  if version != VERSION:
+    fail(f'compressed-file version {version} is not supported (this build reads version {VERSION})')
+  if coder_id != CODER_ID:
+    fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
+  if chunk_count > sample_count or sample_count > MAX_SAMPLES:
+    fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
+  header_size = _FIXED.size + chunk_count * _CHUNK.size + sample_count * _SAMPLE.size
+  if len(data) < header_size + _CRC.size:
+    fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + _CRC.size}')
+  (header_crc,) = _CRC.unpack_from(data, header_size)
+  if zlib.crc32(data[:header_size]) != header_crc:
+    fail('corrupt header (CRC32 mismatch)')
+  if flags & ~FLAG_CHANNEL_CAUSAL or source_format not in SOURCE_NAMES or layer_depth < 1:
+    fail('corrupt header (invalid flags, source format or layer_depth)')
+  payload_start = header_size + _CRC.size
+  if len(data) != payload_start + payload_size:
+    what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
+    fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
+  if zlib.crc32(data[payload_start:]) != payload_crc:
+    fail('corrupt payload (CRC32 mismatch)')
+
+  chunks = []
+  offset = _FIXED.size
+  for _ in range(chunk_count):
+    chunk = Chunk(*_CHUNK.unpack_from(data, offset))
+    offset += _CHUNK.size
+    if (min(chunk.height, chunk.width, chunk.depth, chunk.samples) < 1
+        or max(chunk.height, chunk.width) > MAX_DIM or chunk.depth > MAX_DIM
+        or chunk.depth % layer_depth or chunk.payload_bytes % 4):
+      fail(f'corrupt chunk table entry {chunk}')
+    symbols = chunk.samples * chunk.height * chunk.width * chunk.depth
+    if symbols > MAX_SYMBOLS_PER_PAYLOAD_BIT * (8 * chunk.payload_bytes + 64):
+      fail(f'corrupt chunk table: {symbols} bits cannot come from {chunk.payload_bytes} bytes')
+    chunks.append(chunk)
+  if sum(c.samples for c in chunks) != sample_count or sum(c.payload_bytes for c in chunks) != payload_size:
+    fail('corrupt header (chunk table does not add up)')
+  index, crcs = [], []
+  for _ in range(sample_count):
+    position, crc = _SAMPLE.unpack_from(data, offset)
+    offset += _SAMPLE.size
+    index.append(position)
+    crcs.append(crc)
+  if sorted(index) != list(range(sample_count)):
+    fail('corrupt header (sample order is not a permutation)')
+  return Header(coder_id=coder_id, channel_causal=bool(flags & FLAG_CHANNEL_CAUSAL),
+                layer_depth=layer_depth, source_format=source_format,
+                source_layer_depth=source_layer_depth, fingerprint=fingerprint.hex(),
+                chunks=tuple(chunks), sample_index=tuple(index), sample_crc=tuple(crcs),
+                payload_crc=payload_crc, header_size=payload_start)
+
+
+def chunk_payloads(data, header):
+  """Yields each chunk's stream bytes (a memoryview into data)."""
+  view = memoryview(data)
+  offset = header.header_size
+  for chunk in header.chunks:
+    yield view[offset:offset + chunk.payload_bytes]
+    offset += chunk.payload_bytes

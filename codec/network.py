@@ -1,0 +1,191 @@
+"""The progressive model's weights, checked and laid out for the codec's arithmetic.
+
+Weight names and shapes are those of ../shared/reference/README.md (cd = layer_depth, h = 2cd):
+
+    layer{k}/brnn/adaptation0_masked7x7/kernel [7,7,cd,h], bias [h]     a0 = T(masked7x7(x_k))
+    layer{k}/brnn/adaptation1_conv3x3/kernel   [3,3,cd,h], bias [h]     a1 = T(conv3x3(s_k))
+    layer{k}/brnn/row_lstm/input_conv/kernel   [1,3,2h,4h]              on a = concat(a0, a1)
+    layer{k}/brnn/row_lstm/hidden_conv/kernel  [1,3,h,4h], bias [4h]    gates f, i, j, o
+    layer{k}/brnn/out1x1_a/kernel [1,1,h,h], bias [h]; out1x1_b/kernel [1,1,h,cd], bias [cd]
+    layer{k}/brnn/channel_ar/kernel [cd,cd,h]   (only with model_config channel_causal)
+    layer{k}/state_block/conv3x3_a/kernel [3,3,cd,h], bias; conv3x3_b/kernel [3,3,h,cd], bias
+    layer_rnn/lstm/input_conv/kernel [1,1,cd,4h], hidden_conv/kernel [1,1,h,4h], bias [4h]
+    layer_rnn/out1x1_a/kernel [1,1,h,h], bias; layer_rnn/out1x1_b/kernel [1,1,h,cd], bias
+
+The masks are applied here, always: the reference file stores masked kernels unmasked, ours may
+store them masked, and masking twice changes nothing. Everything is converted to float64 once, so
+the encoder and the decoder start from the very same numbers.
+"""
+import dataclasses
+
+import numpy as np
+
+from entropy_coder.errors import UserError, describe
+
+# The strict 7x7 raster mask keeps rows above the centre and, in the centre row, columns left of
+# it: (dy, dx) offsets of the 24 kept taps, in kernel order.
+TAPS_7X7 = tuple((ky - 3, kx - 3) for ky in range(7) for kx in range(7)
+                  if ky < 3 or (ky == 3 and kx < 3))
+
+
+def mask_7x7():
+  mask = np.zeros((7, 7), dtype=np.float64)
+  for dy, dx in TAPS_7X7:
+    mask[dy + 3, dx + 3] = 1.0
+  return mask
+
+
+def mask_row_input():
+  """Non-strict 1x3 mask of the row LSTM input conv: taps x-1 and x, not x+1."""
+  return np.array([[1.0, 1.0, 0.0]])
+
+
+def channel_ar_mask(layer_depth):
+  """U[j, c, :] is used only for j < c: bit c of a pixel sees the earlier bits of that pixel."""
+  return np.triu(np.ones((layer_depth, layer_depth)), k=1)[:, :, None]
+
+
+def weight_shapes(layer_depth, layer_count, channel_causal):
+  """name -> expected shape of every weight the model must hold."""
+  cd, h = layer_depth, 2 * layer_depth
+  shapes = {}
+  for k in range(layer_count):
+    p = f'layer{k}/'
+    shapes.update({
+        p + 'brnn/adaptation0_masked7x7/kernel': (7, 7, cd, h),
+        p + 'brnn/adaptation0_masked7x7/bias': (h,),
+        p + 'brnn/adaptation1_conv3x3/kernel': (3, 3, cd, h),
+        p + 'brnn/adaptation1_conv3x3/bias': (h,),
+        p + 'brnn/row_lstm/input_conv/kernel': (1, 3, 2 * h, 4 * h),
+        p + 'brnn/row_lstm/hidden_conv/kernel': (1, 3, h, 4 * h),
+        p + 'brnn/row_lstm/bias': (4 * h,),
+        p + 'brnn/out1x1_a/kernel': (1, 1, h, h),
+        p + 'brnn/out1x1_a/bias': (h,),
+        p + 'brnn/out1x1_b/kernel': (1, 1, h, cd),
+        p + 'brnn/out1x1_b/bias': (cd,),
+        p + 'state_block/conv3x3_a/kernel': (3, 3, cd, h),
+        p + 'state_block/conv3x3_a/bias': (h,),
+        p + 'state_block/conv3x3_b/kernel': (3, 3, h, cd),
+        p + 'state_block/conv3x3_b/bias': (cd,),
+    })
+    if channel_causal:
+      shapes[p + 'brnn/channel_ar/kernel'] = (cd, cd, h)
+  shapes.update({
+      'layer_rnn/lstm/input_conv/kernel': (1, 1, cd, 4 * h),
+      'layer_rnn/lstm/hidden_conv/kernel': (1, 1, h, 4 * h),
+      'layer_rnn/lstm/bias': (4 * h,),
+      'layer_rnn/out1x1_a/kernel': (1, 1, h, h),
+      'layer_rnn/out1x1_a/bias': (h,),
+      'layer_rnn/out1x1_b/kernel': (1, 1, h, cd),
+      'layer_rnn/out1x1_b/bias': (cd,),
+  })
+  return shapes
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """Checked float64 weights of one model, stacked over layers (leading axis = layer k).
+
+  Masked kernels are stored masked; `w7` keeps only the 24 live taps of the 7x7 kernel (in
+  TAPS_7X7 order) and `win` only the live taps x-1 and x of the row LSTM input conv.
+  """
+  layer_depth: int
+  layer_count: int
+  max_layers: int            # layers a code may have: coded_layer_count if > 0, else layer_count
+  channel_causal: bool
+  fingerprint: str
+  source: str
+  w7: np.ndarray             # [Lc, 24, cd, h]
+  b7: np.ndarray             # [Lc, h]
+  w3s: np.ndarray            # [Lc, 3, 3, cd, h]
+  b3s: np.ndarray            # [Lc, h]
+  win: np.ndarray            # [Lc, 2, 2h, 4h]   taps x-1, x
+  wh: np.ndarray             # [Lc, 3, h, 4h]    taps x-1, x, x+1 of the previous row
+  bl: np.ndarray             # [Lc, 4h]
+  wa: np.ndarray             # [Lc, h, h]
+  ba: np.ndarray             # [Lc, h]
+  wb: np.ndarray             # [Lc, h, cd]
+  bb: np.ndarray             # [Lc, cd]
+  car: np.ndarray            # [Lc, cd, cd, h]   zeros unless channel_causal
+  sa: np.ndarray             # [Lc, 3, 3, cd, h]
+  sab: np.ndarray            # [Lc, h]
+  sb: np.ndarray             # [Lc, 3, 3, h, cd]
+  sbb: np.ndarray            # [Lc, cd]
+  rin: np.ndarray            # [cd, 4h]
+  rh: np.ndarray             # [h, 4h]
+  rb: np.ndarray             # [4h]
+  ra: np.ndarray             # [h, h]
+  rab: np.ndarray            # [h]
+  rbw: np.ndarray            # [h, cd]
+  rbb: np.ndarray            # [cd]
+
+  def layers_of(self, depth, source):
+    """Number of layers of a code with `depth` channels; UserError if this model cannot code it."""
+    cd = self.layer_depth
+    if depth % cd:
+      raise UserError(describe(source, f'code depth {depth} is not a multiple of the model\'s '
+                               f'layer_depth {cd}'))
+    layers = depth // cd
+    if layers > self.max_layers:
+      limit = ('coded_layer_count' if self.max_layers < self.layer_count else 'layer_count')
+      raise UserError(describe(source, f'code has {layers} layers of depth {cd} but the model '
+                               f'codes at most {self.max_layers} ({limit}); use a model with more layers'))
+    return layers
+
+
+def build_network(model_files):
+  """ModelFiles -> Network; UserError naming the model dir if a weight is missing or misshapen."""
+  config = model_files.model_config
+  cd, count = config['layer_depth'], config['layer_count']
+  causal = bool(config.get('channel_causal', False))
+  coded = config.get('coded_layer_count', 0) or count
+  source = model_files.path or '<model>'
+  weights = model_files.weights
+  for name, shape in weight_shapes(cd, count, causal).items():
+    if name not in weights:
+      raise UserError(describe(source, f'weights.npz has no "{name}" (shape {list(shape)}); '
+                               'the model does not match its model_config'))
+    if tuple(weights[name].shape) != shape:
+      raise UserError(describe(source, f'weight "{name}" has shape {list(weights[name].shape)}, '
+                               f'expected {list(shape)} for model_config {config}'))
+  for name, array in weights.items():
+    if not np.all(np.isfinite(array)):
+      raise UserError(describe(source, f'weight "{name}" holds NaN or infinite values'))
+
+  def get(name):
+    return np.asarray(weights[name], dtype=np.float64)
+
+  def stacked(suffix, transform=lambda a: a):
+    return np.ascontiguousarray(np.stack([transform(get(f'layer{k}/{suffix}')) for k in range(count)]))
+
+  taps = np.array(TAPS_7X7) + 3
+  h = 2 * cd
+  ar_mask = channel_ar_mask(cd)
+  return Network(
+      layer_depth=cd, layer_count=count, max_layers=coded, channel_causal=causal,
+      fingerprint=model_files.fingerprint, source=source,
+      w7=stacked('brnn/adaptation0_masked7x7/kernel', lambda a: a[taps[:, 0], taps[:, 1]]),
+      b7=stacked('brnn/adaptation0_masked7x7/bias'),
+      w3s=stacked('brnn/adaptation1_conv3x3/kernel'),
+      b3s=stacked('brnn/adaptation1_conv3x3/bias'),
+      win=stacked('brnn/row_lstm/input_conv/kernel', lambda a: a[0, :2]),
+      wh=stacked('brnn/row_lstm/hidden_conv/kernel', lambda a: a[0]),
+      bl=stacked('brnn/row_lstm/bias'),
+      wa=stacked('brnn/out1x1_a/kernel', lambda a: a[0, 0]),
+      ba=stacked('brnn/out1x1_a/bias'),
+      wb=stacked('brnn/out1x1_b/kernel', lambda a: a[0, 0]),
+      bb=stacked('brnn/out1x1_b/bias'),
+      car=(stacked('brnn/channel_ar/kernel', lambda a: a * ar_mask) if causal
+           else np.zeros((count, cd, cd, h))),
+      sa=stacked('state_block/conv3x3_a/kernel'),
+      sab=stacked('state_block/conv3x3_a/bias'),
+      sb=stacked('state_block/conv3x3_b/kernel'),
+      sbb=stacked('state_block/conv3x3_b/bias'),
+      rin=np.ascontiguousarray(get('layer_rnn/lstm/input_conv/kernel')[0, 0]),
+      rh=np.ascontiguousarray(get('layer_rnn/lstm/hidden_conv/kernel')[0, 0]),
+      rb=get('layer_rnn/lstm/bias'),
+      ra=np.ascontiguousarray(get('layer_rnn/out1x1_a/kernel')[0, 0]),
+      rab=get('layer_rnn/out1x1_a/bias'),
+      rbw=np.ascontiguousarray(get('layer_rnn/out1x1_b/kernel')[0, 0]),
+      rbb=get('layer_rnn/out1x1_b/bias'),
+  )

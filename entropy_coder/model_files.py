@@ -1,0 +1,174 @@
+"""The framework-free half of a model directory: `weights.npz` + `entropy_coder_model.json`.
+
+The Trainer writes these two files beside its SavedModel so that the real codec (numba, no
+TensorFlow) can run the exact same network. The JSON carries a fingerprint of the weights and
+the model config; the bitstream stores it, so a file is only ever decoded with the model that
+encoded it (a different model would decode garbage without noticing).
+
+Fingerprint (sha256, hex) -- the definition every writer and reader shares:
+  for each weight name in sorted order:
+    name (utf-8) + b'\\0' + shape as JSON list (e.g. b'[7,7,2,4]') + b'\\0' + b'float32\\0'
+    + the little-endian float32 bytes of the array in C order
+  then the canonical JSON of the normalised model_config
+  (json.dumps(sort_keys=True, separators=(',', ':'))).
+
+`resolve_model_dir` turns what users and TFX hand us (a model dir, a Trainer artifact URI, a
+Pusher destination) into the directory that holds these files.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from entropy_coder.errors import UserError, describe
+
+MODEL_JSON = 'entropy_coder_model.json'
+WEIGHTS_NPZ = 'weights.npz'
+MODEL_FORMAT = 'entropy-coder-model'
+MODEL_FORMAT_VERSION = 1
+# TFX Trainer puts the serving export under this subdirectory of its Model artifact.
+TRAINER_SERVING_SUBDIR = 'Format-Serving'
+
+# model_config keys and their defaults (None = required).
+_CONFIG_DEFAULTS = {
+    'layer_depth': None,
+    'layer_count': None,
+    'coded_layer_count': 0,
+    'channel_causal': False,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFiles:
+  """What the codec needs from a model directory. `weights` values are float32 arrays."""
+  weights: dict
+  model_config: dict
+  fingerprint: str
+  path: str = ''
+
+
+def normalize_model_config(config, source='model_config'):
+  """Checks a model_config dict and fills defaults; returns a new dict with all known keys."""
+  if not isinstance(config, dict):
+    raise UserError(describe(source, f'model_config must be a JSON object, got {type(config).__name__}'))
+  unknown = sorted(set(config) - set(_CONFIG_DEFAULTS))
+  if unknown:
+    raise UserError(describe(source, f'unknown model_config keys {unknown}; known: '
+                             f'{sorted(_CONFIG_DEFAULTS)}'))
+  result = {}
+  for key, default in _CONFIG_DEFAULTS.items():
+    value = config.get(key, default)
+    if value is None:
+      raise UserError(describe(source, f'model_config has no "{key}"'))
+    if key == 'channel_causal':
+      if not isinstance(value, bool):
+        raise UserError(describe(source, f'model_config "channel_causal" must be true or false, got {value!r}'))
+    else:
+      if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(describe(source, f'model_config "{key}" must be an integer, got {value!r}'))
+      minimum = 0 if key == 'coded_layer_count' else 1
+      if value < minimum:
+        raise UserError(describe(source, f'model_config "{key}" must be >= {minimum}, got {value}'))
+    result[key] = value
+  if result['coded_layer_count'] > result['layer_count']:
+    raise UserError(describe(source, f'model_config "coded_layer_count" ({result["coded_layer_count"]}) '
+                             f'exceeds "layer_count" ({result["layer_count"]})'))
+  return result
+
+
+def canonical_json(value):
+  return json.dumps(value, sort_keys=True, separators=(',', ':'))
+
+
+def fingerprint(weights, model_config):
+  """sha256 hex over the weights and the normalised config (definition in the module docstring)."""
+  digest = hashlib.sha256()
+  for name in sorted(weights):
+    array = np.ascontiguousarray(weights[name], dtype='<f4')
+    digest.update(name.encode('utf-8') + b'\0')
+    digest.update(canonical_json(list(array.shape)).encode('ascii') + b'\0')
+    digest.update(b'float32\0')
+    digest.update(array.tobytes())
+  digest.update(canonical_json(model_config).encode('utf-8'))
+  return digest.hexdigest()
+
+
+def write_model_files(model_dir, weights, model_config):
+  """Writes weights.npz and entropy_coder_model.json into model_dir; returns the fingerprint."""
+  config = normalize_model_config(model_config)
+  arrays = {}
+  for name, value in weights.items():
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating):
+      raise UserError(f'weight {name}: expected a float array, got dtype {array.dtype}')
+    arrays[str(name)] = np.ascontiguousarray(array, dtype=np.float32)
+  os.makedirs(model_dir, exist_ok=True)
+  np.savez(os.path.join(model_dir, WEIGHTS_NPZ), **arrays)
+  value = fingerprint(arrays, config)
+  document = {'format': MODEL_FORMAT, 'version': MODEL_FORMAT_VERSION, 'model_config': config,
+              'fingerprint': value}
+  with open(os.path.join(model_dir, MODEL_JSON), 'w', encoding='utf-8') as f:
+    json.dump(document, f, indent=2, sort_keys=True)
+    f.write('\n')
+  return value
+
+
+def _newest_version_dir(path):
+  versions = [name for name in os.listdir(path)
+              if name.isdigit() and os.path.isdir(os.path.join(path, name))]
+  if not versions:
+    return None
+  return os.path.join(path, max(versions, key=int))
+
+
+def resolve_model_dir(path):
+  """A model dir, a Trainer Model artifact URI or a Pusher destination -> the dir with our files."""
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    raise UserError(describe(path, 'no such model directory; run train first'))
+  candidates = [path, os.path.join(path, TRAINER_SERVING_SUBDIR)]
+  newest = _newest_version_dir(path)
+  if newest is not None:
+    candidates += [newest, os.path.join(newest, TRAINER_SERVING_SUBDIR)]
+  for candidate in candidates:
+    if os.path.isfile(os.path.join(candidate, MODEL_JSON)):
+      return candidate
+  raise UserError(describe(path, f'not an entropy-coder model directory (no {MODEL_JSON}); '
+                           'run train first'))
+
+
+def read_model_files(path):
+  """Loads and checks a model directory (any form `resolve_model_dir` accepts) -> ModelFiles."""
+  model_dir = resolve_model_dir(path)
+  json_path = os.path.join(model_dir, MODEL_JSON)
+  try:
+    with open(json_path, encoding='utf-8') as f:
+      document = json.load(f)
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(describe(json_path, f'not readable JSON ({e})')) from None
+  if not isinstance(document, dict) or document.get('format') != MODEL_FORMAT:
+    raise UserError(describe(json_path, f'not an entropy-coder model file (format is not "{MODEL_FORMAT}")'))
+  if document.get('version') != MODEL_FORMAT_VERSION:
+    raise UserError(describe(json_path, f'model file version {document.get("version")!r} is not '
+                             f'supported (expected {MODEL_FORMAT_VERSION})'))
+  config = normalize_model_config(document.get('model_config'), json_path)
+  weights_path = os.path.join(model_dir, WEIGHTS_NPZ)
+  try:
+    with np.load(weights_path, allow_pickle=False) as data:
+      weights = {name: data[name] for name in data.files}
+  except FileNotFoundError:
+    raise UserError(describe(weights_path, 'missing; the model directory is incomplete, run train again')) from None
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    raise UserError(describe(weights_path, f'not a valid weights .npz ({e})')) from None
+  for name, array in weights.items():
+    if array.dtype != np.float32:
+      raise UserError(describe(weights_path, f'weight {name} has dtype {array.dtype}, expected float32'))
+  expected = document.get('fingerprint')
+  actual = fingerprint(weights, config)
+  if expected != actual:
+    raise UserError(describe(model_dir, 'fingerprint mismatch between entropy_coder_model.json and '
+                             'weights.npz (files modified or mixed from different models)'))
+  return ModelFiles(weights=weights, model_config=config, fingerprint=actual, path=model_dir)

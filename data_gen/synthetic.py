@@ -86,7 +86,7 @@ def uniform_draws(seed, index, shape):
   count = math.prod(shape)
   with np.errstate(over='ignore'):
     seed_key = _mix_np(np.array([seed], dtype=np.uint64))
-    key = _mix_np(seed_key + np.uint64(index + 1) * np.uint64(_GOLDEN))
+    key = _mix_np(seed_key + np.uint64((index + 1) & _MAX_U64) * np.uint64(_GOLDEN))
     counters = np.arange(1, (count + 3) // 4 + 1, dtype=np.uint64)
     words = _mix_np(key + counters * np.uint64(_GOLDEN))
   draws = words.astype('<u8').view('<u2')  # little-endian: draw 4c + t is bits [16t, 16t+16)

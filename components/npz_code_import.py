@@ -28,7 +28,7 @@ from tfx.types import standard_component_specs
 
 from entropy_coder import codes_format
 from entropy_coder.components import index_splits
-from entropy_coder.data_gen import beam_source
+from entropy_coder.data_gen import example_wire
 from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.errors import UserError, describe
 
@@ -78,7 +78,7 @@ def _encode_file(indexed_path):
   """(file index, .npz path) -> serialized tf.Example, our layout plus `sample_index`."""
   index, path = indexed_path
   bits, _ = codes_format.read_npz(path)
-  return beam_source.encode_indexed_example(bits, index)
+  return example_wire.encode_example(bits, sample_index=index)
 
 
 class ImportNpzCodes(beam.PTransform):

@@ -14,7 +14,8 @@ import os
 import sys
 
 MANIFEST_NAME = 'manifest.json'
-MANIFEST_FORMAT = 'entropy-coder-examples'
+MANIFEST_FORMAT = 'entropy-coder-imported-codes'
+MANIFEST_VERSION = 1
 _STAGING_NAME = '.import-codes.staging'
 _SPLIT_PREFIX = 'Split-'
 
@@ -110,7 +111,10 @@ def import_codes(input_dir, output_dir, splits, overwrite=False, progress=None):
 
   manifest = {
       'format': MANIFEST_FORMAT,
+      'version': MANIFEST_VERSION,
       'example_format_version': codes_format.EXAMPLE_FORMAT_VERSION,
+      'features': [codes_format.FEATURE_CODE, codes_format.FEATURE_SHAPE,
+                   codes_format.FEATURE_SAMPLE_INDEX],
       'compression': 'GZIP',
       'source': {'kind': 'npz', 'input_dir': os.path.abspath(input_dir),
                  'num_files': len(code_set.paths)},

@@ -23,6 +23,12 @@ DEFAULT_PIPELINE_ROOT = os.path.join('runs', 'local')
 METADATA_FILENAME = 'metadata.sqlite'
 SERVING_MODEL_DIRNAME = 'serving_model'
 
+# Kubeflow: the image built by the top-level Dockerfile, and an artifact root that TFX's file IO
+# can write from inside the containers (gs://, s3:// or a shared volume path; KFP's default
+# minio:// root is not one).
+DEFAULT_IMAGE = 'entropy-coder:latest'
+DEFAULT_KFP_PIPELINE_ROOT = 'gs://YOUR_BUCKET/entropy-coder'
+
 # The TFX Trainer calls this function (by module path, so no module_file is wheeled at compile).
 TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
 
@@ -51,6 +57,7 @@ class RunSettings:
   train_steps: int = 600
   max_code_length: float = 1.0
   change_tolerance: float = 0.0
+  real_compression_check: bool = True  # also code the eval split for real (RealCompressionCheck)
 
   def replace(self, **changes):
     """A copy with the non-None `changes` applied (CLI flags left unset keep the config)."""
@@ -76,7 +83,7 @@ class RunSettings:
     if not isinstance(self.change_tolerance, (int, float)):
       raise UserError(describe(source, f'"change_tolerance" must be a number, '
                                f'got {self.change_tolerance!r}'))
-    if self.codes_dir is not None and not os.path.isdir(self.codes_dir):
+    if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
     return dataclasses.replace(self, code_shape=tuple(shape))
 

@@ -16,11 +16,9 @@ from entropy_coder.errors import UserError, describe
 from entropy_coder.pipeline import configs
 from entropy_coder.pipeline import pipeline
 
-DEFAULT_IMAGE = 'entropy-coder:latest'
+DEFAULT_IMAGE = configs.DEFAULT_IMAGE
+DEFAULT_KFP_PIPELINE_ROOT = configs.DEFAULT_KFP_PIPELINE_ROOT
 DEFAULT_EXPERIMENT = 'entropy-coder'
-# The run's artifacts must live where TFX's file IO can write from inside the containers
-# (gs://, s3://, or a shared volume path); KFP's default minio:// root is not such a place.
-DEFAULT_KFP_PIPELINE_ROOT = 'gs://YOUR_BUCKET/entropy-coder'
 _YAML_SUFFIXES = ('.yaml', '.yml')
 
 
@@ -41,7 +39,7 @@ def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
       max_code_length=settings.max_code_length,
       change_tolerance=settings.change_tolerance,
       use_resolver=False,
-      real_compression_check=True,
+      real_compression_check=settings.real_compression_check,
       enable_cache=True,
       metadata_connection_config=None,  # KFP brings its own ML-Metadata
       beam_pipeline_args=configs.LOCAL_BEAM_ARGS)

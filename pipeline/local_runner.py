@@ -18,7 +18,6 @@ from entropy_coder.pipeline import pipeline
 
 
 def run(settings: configs.RunSettings, root: str = configs.DEFAULT_PIPELINE_ROOT,
-        real_compression_check: bool = True,
         pipeline_name: str = configs.PIPELINE_NAME) -> configs.LocalPaths:
   """Runs the whole DAG once (synchronously) and returns where its outputs are."""
   paths = configs.LocalPaths(os.path.abspath(root))
@@ -37,7 +36,7 @@ def run(settings: configs.RunSettings, root: str = configs.DEFAULT_PIPELINE_ROOT
       max_code_length=settings.max_code_length,
       change_tolerance=settings.change_tolerance,
       use_resolver=True,
-      real_compression_check=real_compression_check,
+      real_compression_check=settings.real_compression_check,
       enable_cache=True,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),

@@ -1,0 +1,218 @@
+"""`entropy-coder pipeline run | compile | submit`: the TFX pipeline, locally or on Kubeflow.
+
+* `run`: the whole DAG on this machine (entropy_coder.pipeline.local_runner), then a summary
+  of where the metrics and the pushed model are and the headline figures. `make run` = this.
+* `compile`: the same DAG as a Kubeflow Pipelines 2 PipelineSpec YAML.
+* `submit`: uploads a compiled YAML (or compiles one now) and starts a run on a KFP server.
+
+All three take the same settings: the embedded demo default, `--config FILE` over it, then
+the flags over that.
+"""
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+
+from entropy_coder.errors import UserError
+
+_DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.configs
+
+
+def register(subparsers):
+  parser = subparsers.add_parser(
+      'pipeline', help='run the TFX pipeline locally, or compile / submit it to Kubeflow',
+      description='The TFX pipeline: codes -> Trainer -> Evaluator (TFMA code length, '
+      'blessing) -> Pusher, plus a real-compression check.')
+  actions = parser.add_subparsers(dest='action', metavar='ACTION')
+  actions.required = True
+
+  run_parser = actions.add_parser(
+      'run', help='run the pipeline here (BeamDagRunner, sqlite ML-Metadata)',
+      description='Runs the pipeline on this machine; a second run with nothing changed '
+      're-uses every cached output. Default: the ~10-minute demo.')
+  run_parser.add_argument('--pipeline-root', default=_DEFAULT_ROOT,
+                          help=f'where artifacts, metadata.sqlite and serving_model/ go '
+                          f'(default {_DEFAULT_ROOT})')
+  _add_settings_arguments(run_parser)
+  run_parser.set_defaults(func=run)
+
+  compile_parser = actions.add_parser(
+      'compile', help='compile the pipeline for Kubeflow Pipelines 2 (PipelineSpec YAML)',
+      description='Writes a PipelineSpec 2.1 YAML that kfp.Client uploads. Kubeflow builds '
+      'leave out the latest-blessed-model Resolver (docs/PIPELINE.md).')
+  compile_parser.add_argument('--output', required=True, help='the .yaml file to write')
+  _add_kubeflow_arguments(compile_parser)
+  _add_settings_arguments(compile_parser)
+  compile_parser.set_defaults(func=compile_)
+
+  submit_parser = actions.add_parser(
+      'submit', help='upload and start a run on a Kubeflow Pipelines server',
+      description='Starts a run of a compiled pipeline (--package) or of one compiled now '
+      'from the settings flags.')
+  submit_parser.add_argument('--host', required=True,
+                             help='KFP API endpoint, e.g. http://localhost:8080')
+  submit_parser.add_argument('--experiment', default='entropy-coder',
+                             help='experiment name (default entropy-coder)')
+  submit_parser.add_argument('--namespace', help='Kubernetes namespace (multi-user deployments)')
+  submit_parser.add_argument('--package', help='compiled .yaml (default: compile now)')
+  submit_parser.add_argument('--run-name', help='name of the run in the KFP UI')
+  submit_parser.add_argument('--timeout', type=float, default=30.0,
+                             help='seconds to wait for the server (default 30)')
+  _add_kubeflow_arguments(submit_parser)
+  _add_settings_arguments(submit_parser)
+  submit_parser.set_defaults(func=submit)
+
+
+def _add_settings_arguments(parser):
+  group = parser.add_argument_group('pipeline settings (default: the embedded demo)')
+  group.add_argument('--config', help='JSON file of settings (model_config, train_config, count, '
+                     'code_shape, seed, train_steps, max_code_length, change_tolerance), or a '
+                     'folder with model_config.json / train_config.json such as configs/synthetic')
+  group.add_argument('--count', type=int, help='synthetic codes to generate')
+  group.add_argument('--train-steps', type=int, help='Trainer step limit')
+  group.add_argument('--codes-dir', help="a folder of the original's .npz codes to import instead "
+                     'of generating synthetic ones')
+  group.add_argument('--channel-causal', action='store_true', default=None,
+                     help='model extension: a bit also sees the earlier bits of its own pixel')
+  group.add_argument('--max-code-length', type=float,
+                     help='bless only below this code length, bits per bit (default 1.0)')
+
+
+def _add_kubeflow_arguments(parser):
+  from entropy_coder.pipeline import configs as defaults  # pylint: disable=g-import-not-at-top
+  parser.add_argument('--image', default=defaults.DEFAULT_IMAGE,
+                      help=f'container image with this project installed (default '
+                      f'{defaults.DEFAULT_IMAGE}; see the Dockerfile)')
+  parser.add_argument('--pipeline-root', default=defaults.DEFAULT_KFP_PIPELINE_ROOT,
+                      help='artifact root the containers can write (gs://, s3:// or a shared '
+                      'volume path); the Pusher pushes under <root>/serving_model')
+
+
+def settings_from_args(args):
+  """Demo default <- --config <- flags, validated before anything runs."""
+  from entropy_coder.pipeline import configs  # pylint: disable=g-import-not-at-top
+  settings = configs.RunSettings()
+  if args.config:
+    settings = configs.load_settings(args.config, settings)
+  settings = settings.replace(count=args.count, train_steps=args.train_steps,
+                              codes_dir=args.codes_dir, max_code_length=args.max_code_length)
+  if args.channel_causal:
+    settings = settings.replace(model_config={**settings.model_config, 'channel_causal': True})
+  return settings.checked('pipeline settings')
+
+
+def run(args):
+  from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
+  from entropy_coder.pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  settings = settings_from_args(args)
+  source = (f'codes from {settings.codes_dir}' if settings.codes_dir else
+            f'{settings.count} synthetic codes {list(settings.code_shape)}')
+  print(f'pipeline root {os.path.abspath(args.pipeline_root)}: {source}, '
+        f'{settings.train_steps} training steps', file=sys.stderr, flush=True)
+  with _component_progress():
+    paths = local_runner.run(settings, args.pipeline_root)
+  evaluation = inspect_runs.latest_evaluation(paths.root)
+  print(summary(evaluation, paths))
+  return 0
+
+
+def summary(evaluation, paths):
+  code_length = evaluation.metrics.get('code_length')
+  ratio = evaluation.metrics.get('compression_ratio')
+  lines = [
+      f'code length        {code_length:.4f} bits/bit on the eval split'
+      if code_length is not None else 'code length        (not computed)',
+      f'compression ratio  {ratio:.4f}' if ratio is not None else '',
+      'blessed            ' + {True: 'yes', False: 'NO', None: 'unknown'}[evaluation.blessed]
+      + ('' if not evaluation.failed_checks else ' (' + '; '.join(evaluation.failed_checks) + ')'),
+      f'metrics (TFMA)     {evaluation.evaluation_uri}',
+      f'pushed model       {evaluation.pushed_model_uri or "none (not blessed)"}',
+      f'all pushes         {paths.serving_model_dir}',
+      f'ML-Metadata        {paths.metadata_path}',
+      f'more: entropy-coder metrics {paths.root}',
+  ]
+  return '\n'.join(line for line in lines if line)
+
+
+def compile_(args):
+  from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  settings = settings_from_args(args)
+  path = kubeflow_runner.compile_pipeline(args.output, settings, image=args.image,
+                                          pipeline_root=args.pipeline_root)
+  print(f'compiled {path} (image {args.image}, pipeline root {args.pipeline_root})')
+  return 0
+
+
+def submit(args):
+  from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  with contextlib.ExitStack() as stack:
+    package = args.package
+    if not package:
+      directory = stack.enter_context(tempfile.TemporaryDirectory())
+      package = kubeflow_runner.compile_pipeline(
+          os.path.join(directory, 'pipeline.yaml'), settings_from_args(args),
+          image=args.image, pipeline_root=args.pipeline_root)
+    run_id, url = kubeflow_runner.submit(
+        package, args.host, pipeline_root=args.pipeline_root, experiment=args.experiment,
+        namespace=args.namespace, run_name=args.run_name, timeout=args.timeout)
+  print(f'started run {run_id}: {url}')
+  return 0
+
+
+class _ProgressHandler(logging.Handler):
+  """Turns TFX's per-node log records into one progress line per component."""
+
+  def __init__(self):
+    super().__init__(logging.INFO)
+    self._start = time.monotonic()
+    self._node_start = {}
+    self._cached = set()
+
+  def emit(self, record):
+    try:
+      message = record.getMessage()
+    except (TypeError, ValueError):
+      return
+    elapsed = time.monotonic() - self._start
+    if message.startswith('node ') and message.endswith(' is running.'):
+      node = message[5:-12]
+      self._node_start[node] = time.monotonic()
+      self._print(f'[{elapsed:5.0f}s] {node} ...')
+      self._current = node
+    elif message.startswith('A cached execution '):
+      self._cached.add(getattr(self, '_current', None))
+    elif message.startswith('node ') and message.endswith(' is finished.'):
+      node = message[5:-13]
+      took = time.monotonic() - self._node_start.get(node, self._start)
+      how = 'cached' if node in self._cached else f'done in {took:.0f}s'
+      self._print(f'[{elapsed:5.0f}s] {node} {how}')
+    elif record.levelno >= logging.WARNING and not _is_noise(message):
+      self._print(f'{record.levelname}: {message.splitlines()[0]}')
+
+  @staticmethod
+  def _print(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _is_noise(message):
+  """TFX warnings that every run prints and that say nothing about this run."""
+  return 'property_predicate is not supported' in message
+
+
+@contextlib.contextmanager
+def _component_progress():
+  """Shows which component runs (and which were cached) instead of TFX's INFO firehose."""
+  absl_logger = logging.getLogger('absl')
+  saved = absl_logger.level, absl_logger.propagate, list(absl_logger.handlers)
+  handler = _ProgressHandler()
+  absl_logger.setLevel(logging.INFO)
+  absl_logger.propagate = False
+  absl_logger.handlers = [handler]
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(saved[0])
+    absl_logger.propagate = saved[1]
+    absl_logger.handlers = saved[2]

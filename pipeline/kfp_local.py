@@ -1,0 +1,159 @@
+"""Runs a compiled Kubeflow PipelineSpec on this machine, task by task, through its own commands.
+
+Why: a compiled pipeline is only proven by running it, and a Kubeflow cluster is not always at
+hand. This plays the part of the KFP launcher for every container task, in DAG order:
+
+1. build the task's `ExecutorInput` (what KFP substitutes for `{{$}}`): its constant
+   parameters, its upstream tasks' output artifacts (as they reported them), fresh output
+   artifacts under `<pipeline_root>/<task>/<key>` typed as the spec declares, and the
+   `outputFile` the executor writes its `ExecutorOutput` to;
+2. run the container's exact command and args (`python -m tfx.orchestration.kubeflow.v2.
+   container.kubeflow_v2_run_executor --executor_class_path ... --json_serialized_invocation_args
+   <ExecutorInput>` + the Beam args), with this interpreter's folder first on PATH standing in
+   for the image's `python`;
+3. read `executor_output.json` for the artifacts (their metadata, e.g. split names or the
+   blessing) that the downstream tasks receive.
+
+What it does not do (a cluster's job): pods and images, caching, ML-Metadata, retries. Tasks
+that are not containers (Vertex's resolver/importer constructs) are refused with a message.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+from entropy_coder.errors import UserError, describe
+
+_INVOCATION_PLACEHOLDER = '{{$}}'
+EXECUTOR_OUTPUT_FILENAME = 'executor_output.json'
+
+
+def load_pipeline_spec(path):
+  """The compiled YAML -> PipelineSpec proto, read the way kfp.Client reads it."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, encoding='utf-8') as f:
+      document = next(yaml.safe_load_all(f))
+  except FileNotFoundError:
+    raise UserError(describe(path, 'no such pipeline file')) from None
+  except (yaml.YAMLError, StopIteration) as e:
+    raise UserError(describe(path, f'not a YAML pipeline ({e})')) from None
+  try:
+    return json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec())
+  except json_format.ParseError as e:
+    raise UserError(describe(path, f'not a KFP PipelineSpec ({e})')) from None
+
+
+def task_order(spec) -> List[str]:
+  """Task names of the root DAG in an order where every producer precedes its consumers."""
+  tasks = spec.root.dag.tasks
+  needs = {name: set(task.dependent_tasks) | {
+      channel.task_output_artifact.producer_task
+      for channel in task.inputs.artifacts.values()
+      if channel.HasField('task_output_artifact')} for name, task in tasks.items()}
+  order, done = [], set()
+  while len(order) < len(tasks):
+    ready = sorted(name for name in tasks if name not in done and needs[name] <= done)
+    if not ready:
+      raise ValueError(f'the DAG has a cycle among {sorted(set(tasks) - done)}')
+    order += ready
+    done.update(ready)
+  return order
+
+
+def executor_input(spec, task_name, pipeline_root, upstream):
+  """The ExecutorInput proto for one task; `upstream[task][key]` = produced RuntimeArtifact."""
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  task = spec.root.dag.tasks[task_name]
+  component = spec.components[task.component_ref.name]
+  result = pipeline_spec_pb2.ExecutorInput()
+  for key, parameter in task.inputs.parameters.items():
+    if not parameter.HasField('runtime_value') or not parameter.runtime_value.HasField('constant'):
+      raise ValueError(f'{task_name}: parameter "{key}" is not a constant; only compiled '
+                       'constants are supported locally')
+    result.inputs.parameter_values[key].CopyFrom(parameter.runtime_value.constant)
+  for key, channel in task.inputs.artifacts.items():
+    if not channel.HasField('task_output_artifact'):
+      raise ValueError(f'{task_name}: input "{key}" does not come from a task output')
+    source = channel.task_output_artifact
+    result.inputs.artifacts[key].artifacts.append(
+        upstream[source.producer_task][source.output_artifact_key])
+  task_dir = os.path.join(pipeline_root, task_name)
+  for key, definition in component.output_definitions.artifacts.items():
+    artifact = result.outputs.artifacts[key].artifacts.add()
+    artifact.name = f'{task_name}-{key}'
+    artifact.uri = os.path.join(task_dir, key)
+    artifact.type.CopyFrom(definition.artifact_type)
+  result.outputs.output_file = os.path.join(task_dir, EXECUTOR_OUTPUT_FILENAME)
+  return result
+
+
+def task_command(spec, task_name, invocation):
+  """The container's command + args with `{{$}}` replaced by the JSON ExecutorInput."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  task = spec.root.dag.tasks[task_name]
+  label = spec.components[task.component_ref.name].executor_label
+  executor = json_format.MessageToDict(spec.deployment_spec)['executors'][label]
+  if 'container' not in executor:
+    raise UserError(f'task {task_name} is not a container task ({sorted(executor)}): it needs '
+                    'a Vertex AI runtime (e.g. the latest-blessed-model Resolver)')
+  container = executor['container']
+  payload = json_format.MessageToJson(invocation)
+  args = [payload if arg == _INVOCATION_PLACEHOLDER else arg for arg in container.get('args', [])]
+  return list(container['command']) + args, container.get('image', '')
+
+
+def run_compiled(spec_path: str, pipeline_root: str,
+                 progress: Callable[[str], None] = None) -> Dict[str, Dict]:
+  """Runs every task of the compiled pipeline; returns {task: {output key: RuntimeArtifact}}."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+  spec = load_pipeline_spec(spec_path)
+  pipeline_root = os.path.abspath(pipeline_root)
+  env = dict(os.environ)
+  # The image's `python` is the one with the project installed: here, this interpreter.
+  env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
+  produced = {}
+  order = task_order(spec)
+  for number, task_name in enumerate(order, 1):
+    invocation = executor_input(spec, task_name, pipeline_root, produced)
+    command, image = task_command(spec, task_name, invocation)
+    os.makedirs(os.path.dirname(invocation.outputs.output_file), exist_ok=True)
+    progress(f'[{number}/{len(order)}] {task_name} (image {image}) ...')
+    start = time.monotonic()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    log_path = os.path.join(pipeline_root, task_name, 'task.log')
+    with open(log_path, 'w', encoding='utf-8') as log:
+      log.write(completed.stdout + completed.stderr)
+    if completed.returncode:
+      last = (completed.stderr.strip().splitlines() or ['(no output)'])[-1]
+      raise UserError(f'task {task_name} failed with exit status {completed.returncode}: '
+                      f'{last} (full log: {log_path})')
+    output = pipeline_spec_pb2.ExecutorOutput()
+    with open(invocation.outputs.output_file, encoding='utf-8') as f:
+      json_format.Parse(f.read(), output, ignore_unknown_fields=True)
+    produced[task_name] = {}
+    for key, declared in invocation.outputs.artifacts.items():
+      artifact = declared.artifacts[0]
+      reported = output.artifacts[key].artifacts if key in output.artifacts else []
+      if reported:
+        # The executor reports uri and metadata; the type comes from the spec.
+        merged = pipeline_spec_pb2.RuntimeArtifact()
+        merged.CopyFrom(reported[0])
+        merged.type.CopyFrom(artifact.type)
+        merged.name = merged.name or artifact.name
+        artifact = merged
+      produced[task_name][key] = artifact
+    progress(f'[{number}/{len(order)}] {task_name} done in {time.monotonic() - start:.0f}s')
+  return produced
+
+
+def artifact_metadata(artifact) -> Dict:
+  """A RuntimeArtifact's metadata as a plain dict (e.g. {'blessed': 1.0} on a blessing)."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  return json.loads(json_format.MessageToJson(artifact.metadata))

@@ -435,3 +435,29 @@ class ChunkCoder:
 
 
 _NO_BITS = np.zeros(0, dtype=np.int32)
+
+
+def engine_probabilities(net, codes):
+  """The engine's P(bit = 1) for complete codes uint8 [B, H, W, D] -> (model, coded) float64
+  [B, H, W, D]: exactly what the encoder computes (tests, diagnostics)."""
+  codes = np.asarray(codes, dtype=np.uint8)
+  batch, height, width, depth = codes.shape
+  cd = net.layer_depth
+  layers = net.layers_of(depth, '<codes>')
+  order = [np.ascontiguousarray(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0),
+                                dtype=np.int32) for k in range(layers)]
+  steps = iter([(k, y, x, ch) for k in range(layers) for y in range(height) for x in range(width)
+                for ch in (range(cd) if net.channel_causal else [None])])
+  p_model = np.empty((batch, height, width, depth))
+  p_coded = np.empty_like(p_model)
+
+  def exchange(k, probs):
+    _, y, x, ch = next(steps)
+    return order[k][y, x].reshape(-1) if ch is None else order[k][y, x, ch]
+
+  def layer_done(k, out_p, out_q):
+    for target, source in ((p_model, out_p), (p_coded, out_q)):
+      target[..., k * cd:(k + 1) * cd] = source.reshape(height, width, cd, batch).transpose(3, 0, 1, 2)
+
+  ChunkCoder(net, batch, height, width, layers).run(exchange, layer_done)
+  return p_model, p_coded

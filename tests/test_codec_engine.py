@@ -1,0 +1,193 @@
+"""The codec's probability engine against the original model, and its determinism and causality."""
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+
+from helpers import REFERENCE_DIR
+from entropy_coder import model_files
+from entropy_coder.codec import arith, engine, full_forward, network
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(REFERENCE_DIR), reason='no shared/reference fixture')
+
+
+def _load(name):
+  return dict(np.load(os.path.join(REFERENCE_DIR, name), allow_pickle=False))
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  model_dir = str(tmp_path_factory.mktemp('reference_model'))
+  model_files.write_model_files(model_dir, _load('weights_step25284.npz'),
+                                {'layer_depth': 2, 'layer_count': 8})
+  net = network.build_network(model_files.read_model_files(model_dir))
+  return net, _load('samples.npz')['codes'], _load('outputs_step25284.npz')
+
+
+def _causal_net(net, seed=7, scale=0.8):
+  """The reference network with random nonzero channel_ar weights (masked: j < c only)."""
+  rng = np.random.default_rng(seed)
+  car = rng.normal(0.0, scale, net.car.shape) * network.channel_ar_mask(net.layer_depth)
+  return dataclasses.replace(net, channel_causal=True, car=car)
+
+
+def test_full_forward_matches_the_original_probabilities(reference):
+  net, codes, outputs = reference
+  probs = full_forward.full_forward(net, codes)
+  assert np.abs(probs - outputs['probs']).max() <= 1e-5
+  per_sample = full_forward.code_length_bits(probs, codes) / codes[0].size
+  np.testing.assert_allclose(per_sample, outputs['code_length_per_sample'], rtol=0, atol=1e-6)
+
+
+def test_incremental_engine_matches_the_original_and_the_full_forward(reference):
+  net, codes, outputs = reference
+  p_model, p_coded = engine.engine_probabilities(net, codes)
+  assert np.abs(p_model - outputs['probs']).max() <= 1e-5
+  assert np.abs(p_model - full_forward.full_forward(net, codes)).max() <= 1e-12
+  per_sample = full_forward.code_length_bits(p_model, codes) / codes[0].size
+  np.testing.assert_allclose(per_sample, outputs['code_length_per_sample'], rtol=0, atol=1e-6)
+  # The coder's probabilities: the model's, on the 1/2^16 grid, never 0 or 1.
+  grid = p_coded * 65536
+  assert np.array_equal(grid, np.round(grid)) and grid.min() >= 1 and grid.max() <= 65535
+  assert np.abs(p_coded - p_model).max() <= 0.5 / 65536 + 1e-12
+
+
+def test_probabilities_do_not_depend_on_the_batch(reference):
+  net, codes, _ = reference
+  _, batch_of_20 = engine.engine_probabilities(net, codes)
+  _, batch_of_3 = engine.engine_probabilities(net, codes[5:8])
+  _, alone = engine.engine_probabilities(net, codes[6:7])
+  assert np.array_equal(batch_of_20[5:8], batch_of_3)  # bit for bit, not approximately
+  assert np.array_equal(batch_of_20[6], alone[0])
+  p_model, _ = engine.engine_probabilities(net, codes[:2])
+  assert np.array_equal(p_model, engine.engine_probabilities(net, codes[:2])[0])
+
+
+def test_engine_handles_codes_of_other_sizes_as_the_full_forward(reference):
+  net, codes, _ = reference
+  for shape in [(1, 1, 2), (1, 9, 4), (8, 1, 4), (5, 7, 6), (13, 11, 16)]:
+    rng = np.random.default_rng(sum(shape))
+    sample = (rng.random((3,) + shape) < 0.4).astype(np.uint8)
+    p_model, _ = engine.engine_probabilities(net, sample)
+    assert np.abs(p_model - full_forward.full_forward(net, sample)).max() <= 1e-12, shape
+
+
+def test_deterministic_math_is_accurate_and_lane_independent():
+  x = np.linspace(-30, 30, 20001)
+  for fn, want in [(arith.exp_, np.exp(np.clip(x, -80, 80))), (arith.tanh_, np.tanh(x)),
+                   (arith.sigmoid_, 1 / (1 + np.exp(-x)))]:
+    got = x.copy()
+    if fn is arith.exp_:
+      _apply(fn, got, 1)
+      np.testing.assert_allclose(got, want, rtol=1e-14)
+    else:
+      _apply(fn, got, 2)
+      np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
+    # Same bits whether a value is computed alone, in a short row or in a long SIMD row.
+    for length in (1, 3, 17):
+      piece = x[:length * 50].copy().reshape(50, length)
+      for row in piece:
+        _apply(fn, row, 1 if fn is arith.exp_ else 2)
+      assert np.array_equal(piece.reshape(-1), got[:length * 50])
+
+
+def _apply(fn, values, scratch_rows):
+  tmp = np.empty((2, values.size))
+  if scratch_rows == 1:
+    _run_exp(values, tmp)
+  elif fn is arith.tanh_:
+    _run_tanh(values, tmp)
+  else:
+    _run_sigmoid(values, tmp)
+
+
+def _jit(fn):
+  import numba  # pylint: disable=g-import-not-at-top
+  return numba.njit(fn)
+
+
+@_jit
+def _run_exp(values, tmp):
+  arith.exp_(values, tmp[0])
+
+
+@_jit
+def _run_tanh(values, tmp):
+  arith.tanh_(values, tmp[0], tmp[1])
+
+
+@_jit
+def _run_sigmoid(values, tmp):
+  arith.sigmoid_(values, tmp[0], tmp[1])
+
+
+def test_channel_causal_engine_matches_its_full_forward(reference):
+  net, codes, _ = reference
+  causal = _causal_net(net)
+  p_model, _ = engine.engine_probabilities(causal, codes[:3])
+  assert np.abs(p_model - full_forward.full_forward(causal, codes[:3])).max() <= 1e-12
+  plain, _ = engine.engine_probabilities(net, codes[:3])
+  # Channel 0 never sees channel_ar; channel 1 does, so its probabilities move.
+  assert np.array_equal(p_model[..., 0::2], plain[..., 0::2])
+  assert np.abs(p_model[..., 1::2] - plain[..., 1::2]).max() > 1e-3
+
+
+def test_channel_causal_zero_weights_equal_the_original_head(reference):
+  net, codes, _ = reference
+  causal_zero = dataclasses.replace(net, channel_causal=True, car=np.zeros_like(net.car))
+  np.testing.assert_allclose(engine.engine_probabilities(causal_zero, codes[:2])[0],
+                             engine.engine_probabilities(net, codes[:2])[0], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize('layer_depth', [2, 3])
+def test_channel_causal_bit_sees_earlier_bits_of_its_pixel_only(layer_depth):
+  """Flipping bit j of pixel p changes P(bit c of p) iff j < c; later pixels may change."""
+  rng = np.random.default_rng(layer_depth)
+  net = _random_causal_net(layer_depth, rng)
+  shape = (4, 5, 2 * layer_depth)
+  code = (rng.random((1,) + shape) < 0.5).astype(np.uint8)
+  base, _ = engine.engine_probabilities(net, code)
+  y, x = 2, 3
+  for layer in range(2):
+    for j in range(layer_depth):
+      flipped = code.copy()
+      flipped[0, y, x, layer * layer_depth + j] ^= 1
+      probs, _ = engine.engine_probabilities(net, flipped)
+      for c in range(layer_depth):
+        changed = probs[0, y, x, layer * layer_depth + c] != base[0, y, x, layer * layer_depth + c]
+        assert changed == (j < c), (layer, j, c)
+      # Nothing earlier in raster order (nor any earlier layer) may move.
+      earlier = np.zeros(shape[:2], dtype=bool)
+      earlier[:y] = True
+      earlier[y, :x] = True
+      layer_slice = slice(layer * layer_depth, (layer + 1) * layer_depth)
+      assert np.array_equal(probs[0][earlier][:, layer_slice], base[0][earlier][:, layer_slice])
+      assert np.array_equal(probs[0, ..., :layer * layer_depth], base[0, ..., :layer * layer_depth])
+
+
+def _random_causal_net(layer_depth, rng):
+  """A random channel-causal model (weights of the right shapes), as a Network."""
+  shapes = network.weight_shapes(layer_depth, 2, True)
+  weights = {name: rng.normal(0, 0.7, shape).astype(np.float32) for name, shape in shapes.items()}
+  files = model_files.ModelFiles(weights=weights, fingerprint='0' * 64, path='<random>',
+                                 model_config={'layer_depth': layer_depth, 'layer_count': 2,
+                                               'coded_layer_count': 0, 'channel_causal': True})
+  return network.build_network(files)
+
+
+def test_masked_taps_are_ignored_even_when_stored_unmasked(reference):
+  """The reference stores masked kernels unmasked: garbage in masked taps must not matter."""
+  net, codes, _ = reference
+  weights = _load('weights_step25284.npz')
+  kernel = weights['layer0/brnn/adaptation0_masked7x7/kernel'].copy()
+  kernel[3, 3:] = 100.0
+  kernel[4:] = -100.0
+  weights['layer0/brnn/adaptation0_masked7x7/kernel'] = kernel
+  weights['layer0/brnn/row_lstm/input_conv/kernel'][:, 2] = 50.0
+  files = model_files.ModelFiles(weights=weights, model_config=dict(
+      layer_depth=2, layer_count=8, coded_layer_count=0, channel_causal=False),
+                                 fingerprint='0' * 64, path='<garbage taps>')
+  garbage = network.build_network(files)
+  assert np.array_equal(engine.engine_probabilities(garbage, codes[:1])[0],
+                        engine.engine_probabilities(net, codes[:1])[0])

@@ -45,7 +45,7 @@ def build_parser():
 
 def _quiet_libraries():
   """TensorFlow and google-api-core print start-up noise that buries our progress lines."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   warnings.filterwarnings('ignore', category=FutureWarning)
   warnings.filterwarnings('ignore', category=DeprecationWarning)
 

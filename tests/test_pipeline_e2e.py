@@ -1,0 +1,152 @@
+"""End to end: the real pipeline under BeamDagRunner with a real sqlite ML-Metadata store.
+
+Tiny data (200 synthetic 8x8x4 codes, 20 training steps). Everything is asserted through
+ML-Metadata and the artifacts it points to; TFMA's figures are recomputed here from the
+exported SavedModel on the eval split, independently of TFMA and of the model's own sums.
+"""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from entropy_coder import codes_format
+from entropy_coder.pipeline import configs
+from entropy_coder.pipeline import inspect_runs
+from entropy_coder.pipeline import local_runner
+
+pytestmark = pytest.mark.e2e
+
+SETTINGS = configs.RunSettings(
+    model_config={'layer_depth': 2, 'layer_count': 2},
+    train_config={'batch_size': 8, 'learning_rate': 0.05, 'decay_rate': 0.9,
+                  'samples_per_decay': 20000},
+    count=200, code_shape=(8, 8, 4), seed=3, train_steps=20,
+    # A bound any model of this size meets, so the first model is surely blessed.
+    max_code_length=1.5,
+    real_compression_check=False)
+
+COMPONENTS = ('SyntheticCodeGen', 'Trainer', 'Evaluator', 'Pusher')
+
+
+def _executions(root):
+  """{component id: [(execution id, state name)]} from ML-Metadata."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  store = inspect_runs.open_store(root)
+  by_node = {}
+  for execution in sorted(store.get_executions(), key=lambda e: e.id):
+    node = execution.type.split('.')[-1]  # e.g. tfx.components.trainer.component.Trainer
+    by_node.setdefault(node, []).append(
+        metadata_store_pb2.Execution.State.Name(execution.last_known_state))
+  return by_node
+
+
+def _output_uri(root, component, key):
+  """URI of the newest output artifact `key` of `component`, via ML-Metadata."""
+  store = inspect_runs.open_store(root)
+  executions = inspect_runs._executions_of(store, '.' + component)  # pylint: disable=protected-access
+  return inspect_runs._outputs(store, executions[-1].id)[key][0]  # pylint: disable=protected-access
+
+
+def _eval_records(examples_uri):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(examples_uri, 'Split-eval', '*')))
+  assert files, f'no eval split under {examples_uri}'
+  return [r for r in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()]
+
+
+def _recompute_code_length(model_dir, records, layer_depth):
+  """Code length overall and per layer from the SavedModel's probabilities, in numpy."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  bits = np.stack([codes_format.decode_example(r) for r in records]).astype(np.float64)
+  probs = serve(examples=tf.constant(records))['probs'].numpy().astype(np.float64)
+  probs = probs.reshape(bits.shape)
+  per_bit = -np.log2(np.where(bits == 1, probs, 1 - probs))
+  layers = per_bit.reshape(*per_bit.shape[:3], -1, layer_depth).mean(axis=(0, 1, 2, 4))
+  return per_bit.mean(), layers
+
+
+def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_path):
+  root = str(tmp_path / 'root')
+  paths = local_runner.run(SETTINGS, root)
+  assert paths.root == root and os.path.isfile(paths.metadata_path)
+
+  # Each component ran once, for real.
+  first = _executions(root)
+  for component in COMPONENTS:
+    assert first.get(component) == ['COMPLETE'], first
+
+  # Examples: 9:1 split of 200 codes of the requested shape.
+  examples = _output_uri(root, 'SyntheticCodeGen', 'examples')
+  assert json.loads(examples.properties['split_names'].string_value) == ['train', 'eval']
+  records = _eval_records(examples.uri)
+  assert len(records) == 20
+  assert {codes_format.decode_example(r).shape for r in records} == {(8, 8, 4)}
+
+  # The trained model: a complete model directory.
+  model = _output_uri(root, 'Trainer', 'model')
+  model_dir = os.path.join(model.uri, 'Format-Serving')
+  for name in ('saved_model.pb', 'weights.npz', 'entropy_coder_model.json'):
+    assert os.path.isfile(os.path.join(model_dir, name)), name
+
+  # TFMA's metrics equal an independent recomputation from the SavedModel.
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  evaluation = inspect_runs.latest_evaluation(root)
+  loaded = tfma.load_eval_result(evaluation.evaluation_uri)
+  (_, by_output), = loaded.slicing_metrics
+  tfma_metrics = {k: v['doubleValue'] for k, v in by_output[''][''].items()}
+  code_length, layers = _recompute_code_length(model_dir, records, layer_depth=2)
+  assert tfma_metrics['code_length'] == pytest.approx(code_length, rel=1e-5)
+  assert tfma_metrics['compression_ratio'] == pytest.approx(1 / code_length, rel=1e-5)
+  assert tfma_metrics['code_length_layer_00'] == pytest.approx(layers[0], rel=1e-5)
+  assert tfma_metrics['code_length_layer_01'] == pytest.approx(layers[1], rel=1e-5)
+  assert tfma_metrics['example_count'] == 20
+  assert 0.5 < code_length < 1.2  # a real model of these codes, not a constant
+
+  # Blessed (under the bound, no baseline yet) and pushed: the very model, byte for byte.
+  assert evaluation.blessed is True and evaluation.baseline_model_uri is None
+  assert os.path.dirname(evaluation.pushed_model_uri) == paths.serving_model_dir
+  with open(os.path.join(model_dir, 'entropy_coder_model.json'), encoding='utf-8') as f:
+    trained = json.load(f)
+  with open(os.path.join(evaluation.pushed_model_uri, 'entropy_coder_model.json'),
+            encoding='utf-8') as f:
+    assert json.load(f)['fingerprint'] == trained['fingerprint']
+
+  # Second run, nothing changed: data and training come from the cache; the Evaluator now
+  # compares the model with the latest blessed one (itself) and blesses it again, which only
+  # holds with the change threshold's sign right (tolerance 0 for LOWER_IS_BETTER).
+  local_runner.run(SETTINGS, root)
+  second = _executions(root)
+  assert second['SyntheticCodeGen'] == ['COMPLETE', 'CACHED']
+  assert second['Trainer'] == ['COMPLETE', 'CACHED']
+  again = inspect_runs.latest_evaluation(root)
+  assert again.model_uri == evaluation.model_uri
+  assert again.baseline_model_uri == model.uri
+  assert again.baseline_metrics['code_length'] == pytest.approx(code_length, rel=1e-5)
+  assert again.changes['code_length'] == 0.0
+  assert again.blessed is True
+
+  # Third run: the baseline is settled too, so every component is a cache hit.
+  local_runner.run(SETTINGS, root)
+  third = _executions(root)
+  for component in COMPONENTS:
+    assert third[component][-1] == 'CACHED', third
+
+
+def test_model_over_the_bound_is_not_blessed_and_not_pushed(tmp_path):
+  root = str(tmp_path / 'root')
+  impossible = SETTINGS.replace(max_code_length=0.01, count=100, train_steps=5)
+  paths = local_runner.run(impossible, root)
+
+  evaluation = inspect_runs.latest_evaluation(root)
+  assert evaluation.metrics['code_length'] > 0.01
+  assert evaluation.blessed is False
+  assert any(check.startswith('code_length (bound)') for check in evaluation.failed_checks)
+  assert evaluation.pushed_model_uri is None
+  pushed = _output_uri(root, 'Pusher', 'pushed_model')
+  assert pushed.custom_properties['pushed'].int_value == 0
+  assert not os.path.exists(paths.serving_model_dir) or not os.listdir(paths.serving_model_dir)
+  blessing = _output_uri(root, 'Evaluator', 'blessing')
+  assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))

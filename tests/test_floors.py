@@ -14,7 +14,7 @@ def test_source_floor_is_the_noise_entropy():
 def test_hidden_parent_floor_by_monte_carlo():
   """With layer_depth 2, the floor of odd planes equals an average over the hidden even bit
   drawn from its own rule: check the exact sum against resampling the hidden bit."""
-  codes = generate_codes(9, 0, 12)
+  codes = generate_codes(9, 0, 4, shape=(12, 12, 8))
   exact = floors.ideal_probabilities(codes, 2)
   source = floors._source_probabilities(codes.astype(np.int16))  # pylint: disable=protected-access
   np.testing.assert_array_equal(exact[..., 0::2], source[..., 0::2])  # nothing hidden for even
@@ -22,9 +22,10 @@ def test_hidden_parent_floor_by_monte_carlo():
   estimate = np.zeros_like(exact[..., 1::2])
   draws = 400
   for _ in range(draws):
-    resampled = codes.copy()
-    resampled[..., 0::2] = rng.random(codes[..., 0::2].shape) < source[..., 0::2]
-    estimate += floors._source_probabilities(resampled.astype(np.int16))[..., 1::2]  # pylint: disable=protected-access
+    for layer in range(codes.shape[-1] // 2):  # resample only this layer's hidden even plane
+      resampled = codes.copy()
+      resampled[..., 2 * layer] = rng.random(codes.shape[:3]) < source[..., 2 * layer]
+      estimate[..., layer] += floors._source_probabilities(resampled.astype(np.int16))[..., 2 * layer + 1]  # pylint: disable=protected-access
   assert np.abs(estimate / draws - exact[..., 1::2]).max() < 0.1  # 4 sigma of 400 draws
   assert np.abs(estimate / draws - exact[..., 1::2]).mean() < 0.02
 

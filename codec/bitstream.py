@@ -1,9 +1,9 @@
 """The compressed file container: header, chunk and sample tables, payload (docs/FORMAT.md).
 
-    fixed header  (80 bytes, little-endian)
-      magic 8s  version H  coder_id B  flags B  layer_depth H  source_format B  source_layer_depth H
-      reserved B  fingerprint 32s  sample_count I  chunk_count I  payload_size Q  payload_crc32 I
-      reserved I
+    fixed header  (72 bytes, little-endian)
+      magic 8s  version H  coder_id B  flags B  layer_depth H  source_layer_depth H
+      source_format B  (3 zero bytes)  sample_count I  chunk_count I  payload_crc32 I
+      payload_size Q  model_fingerprint 32s
     chunk table   chunk_count x (height I, width I, depth I, samples I, payload_bytes Q)
     sample table  sample_count x (original_index I, crc32 of the packed code I), in coding order
     header_crc32  I   over everything above
@@ -33,10 +33,11 @@ SOURCE_TFRECORD_GZIP = 3
 SOURCE_NAMES = {SOURCE_API: 'api', SOURCE_NPZ: 'npz', SOURCE_TFRECORD: 'tfrecord',
                 SOURCE_TFRECORD_GZIP: 'tfrecord-gzip'}
 
-_FIXED = struct.Struct('<8sHBBHBHB32sIIQII')
-_CHUNK = struct.Struct('<IIIIQ')
-_SAMPLE = struct.Struct('<II')
-_CRC = struct.Struct('<I')
+FIXED_HEADER = struct.Struct('<8sHBBHHB3xIIIQ32s')
+CHUNK_ENTRY = struct.Struct('<IIIIQ')
+SAMPLE_ENTRY = struct.Struct('<II')
+CRC = struct.Struct('<I')
+PAYLOAD_CRC_OFFSET = 28
 # Limits that no real file reaches; they stop a damaged or hostile header from asking for
 # absurd memory or time.
 MAX_DIM = 1 << 16
@@ -81,16 +82,15 @@ class Header:
 def pack(header_fields, chunks, sample_index, sample_crc, payloads):
   """-> the complete file bytes. header_fields: dict of the Header scalars (no tables)."""
   payload = b''.join(payloads)
-  head = _FIXED.pack(MAGIC, VERSION, header_fields['coder_id'],
-                     FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0,
-                     header_fields['layer_depth'], header_fields['source_format'],
-                     header_fields['source_layer_depth'], 0,
-                     bytes.fromhex(header_fields['fingerprint']), len(sample_index), len(chunks),
-                     len(payload), zlib.crc32(payload), 0)
-  tables = b''.join(_CHUNK.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes) for c in chunks)
-  tables += b''.join(_SAMPLE.pack(i, crc) for i, crc in zip(sample_index, sample_crc))
+  head = FIXED_HEADER.pack(MAGIC, VERSION, header_fields['coder_id'],
+                           FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0,
+                           header_fields['layer_depth'], header_fields['source_layer_depth'],
+                           header_fields['source_format'], len(sample_index), len(chunks),
+                           zlib.crc32(payload), len(payload), bytes.fromhex(header_fields['fingerprint']))
+  tables = b''.join(CHUNK_ENTRY.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes) for c in chunks)
+  tables += b''.join(SAMPLE_ENTRY.pack(i, crc) for i, crc in zip(sample_index, sample_crc))
   head += tables
-  return head + _CRC.pack(zlib.crc32(head)) + payload
+  return head + CRC.pack(zlib.crc32(head)) + payload
 
 
 def parse(data, source):
@@ -100,25 +100,25 @@ def parse(data, source):
 
   if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
     fail('not an entropy-coder compressed file (wrong magic)')
-  if len(data) < _FIXED.size + _CRC.size:
-    fail(f'truncated: {len(data)} bytes, shorter than the {_FIXED.size}-byte header')
-  (_, version, coder_id, flags, layer_depth, source_format, source_layer_depth, _, fingerprint,
-   sample_count, chunk_count, payload_size, payload_crc, _) = _FIXED.unpack_from(data, 0)
+  if len(data) < FIXED_HEADER.size + CRC.size:
+    fail(f'truncated: {len(data)} bytes, shorter than the {FIXED_HEADER.size}-byte header')
+  (_, version, coder_id, flags, layer_depth, source_layer_depth, source_format, sample_count,
+   chunk_count, payload_crc, payload_size, fingerprint) = FIXED_HEADER.unpack_from(data, 0)
   if version != VERSION:
     fail(f'compressed-file version {version} is not supported (this build reads version {VERSION})')
   if coder_id != CODER_ID:
     fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
   if chunk_count > sample_count or sample_count > MAX_SAMPLES:
     fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
-  header_size = _FIXED.size + chunk_count * _CHUNK.size + sample_count * _SAMPLE.size
-  if len(data) < header_size + _CRC.size:
-    fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + _CRC.size}')
-  (header_crc,) = _CRC.unpack_from(data, header_size)
+  header_size = FIXED_HEADER.size + chunk_count * CHUNK_ENTRY.size + sample_count * SAMPLE_ENTRY.size
+  if len(data) < header_size + CRC.size:
+    fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + CRC.size}')
+  (header_crc,) = CRC.unpack_from(data, header_size)
   if zlib.crc32(data[:header_size]) != header_crc:
     fail('corrupt header (CRC32 mismatch)')
   if flags & ~FLAG_CHANNEL_CAUSAL or source_format not in SOURCE_NAMES or layer_depth < 1:
     fail('corrupt header (invalid flags, source format or layer_depth)')
-  payload_start = header_size + _CRC.size
+  payload_start = header_size + CRC.size
   if len(data) != payload_start + payload_size:
     what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
     fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
@@ -126,10 +126,10 @@ def parse(data, source):
     fail('corrupt payload (CRC32 mismatch)')
 
   chunks = []
-  offset = _FIXED.size
+  offset = FIXED_HEADER.size
   for _ in range(chunk_count):
-    chunk = Chunk(*_CHUNK.unpack_from(data, offset))
-    offset += _CHUNK.size
+    chunk = Chunk(*CHUNK_ENTRY.unpack_from(data, offset))
+    offset += CHUNK_ENTRY.size
     if (min(chunk.height, chunk.width, chunk.depth, chunk.samples) < 1
         or max(chunk.height, chunk.width) > MAX_DIM or chunk.depth > MAX_DIM
         or chunk.depth % layer_depth or chunk.payload_bytes % 4):
@@ -142,8 +142,8 @@ def parse(data, source):
     fail('corrupt header (chunk table does not add up)')
   index, crcs = [], []
   for _ in range(sample_count):
-    position, crc = _SAMPLE.unpack_from(data, offset)
-    offset += _SAMPLE.size
+    position, crc = SAMPLE_ENTRY.unpack_from(data, offset)
+    offset += SAMPLE_ENTRY.size
     index.append(position)
     crcs.append(crc)
   if sorted(index) != list(range(sample_count)):

@@ -20,7 +20,7 @@ What differs from the original is only where the randomness comes from and how f
   word j // 4.
 * **Keep-probability in integers.** A bit keeps its vote iff its draw is below
   `KEEP_THRESHOLD` = 52429, i.e. with probability 52429 / 65536 = 0.80000305 (3.1e-6 above
-  0.8; the source's entropy moves from 0.721928 to 0.721918 bits/bit).
+  0.8; the source's entropy moves from 0.721928 to 0.721922 bits/bit).
 * **Bit-parallel kernel.** `generate_codes` runs a numba kernel that holds 64 samples in one
   uint64 word per bit position: the 13 mismatch tests are XORs with the templates, the vote
   count is a bit-sliced 4-bit adder, and `count >= 6` is `c3 | (c2 & c1)`. It is integer-only,

@@ -5,7 +5,9 @@
       source_format B  (3 zero bytes)  sample_count I  chunk_count I  payload_crc32 I
       payload_size Q  model_fingerprint 32s
     chunk table   chunk_count x (height I, width I, depth I, samples I, payload_bytes Q)
-    sample table  sample_count x (original_index I, crc32 of the packed code I), in coding order
+    sample CRCs   sample_count x crc32 of np.packbits(code) I, in coding order
+    sample order  sample_count x original_index I, in coding order -- only with FLAG_SAMPLE_ORDER
+                  (absent when the coding order is the input order, e.g. all codes of one shape)
     header_crc32  I   over everything above
     payload       the chunks' range-coder streams, back to back
 
@@ -25,6 +27,8 @@ VERSION = 1
 # q/2^16 (q in [1, 65535]) from the float64 incremental engine with deterministic exp (arith.py).
 CODER_ID = 1
 FLAG_CHANNEL_CAUSAL = 1
+FLAG_SAMPLE_ORDER = 2
+_KNOWN_FLAGS = FLAG_CHANNEL_CAUSAL | FLAG_SAMPLE_ORDER
 
 SOURCE_API = 0
 SOURCE_NPZ = 1
@@ -35,7 +39,7 @@ SOURCE_NAMES = {SOURCE_API: 'api', SOURCE_NPZ: 'npz', SOURCE_TFRECORD: 'tfrecord
 
 FIXED_HEADER = struct.Struct('<8sHBBHHB3xIIIQ32s')
 CHUNK_ENTRY = struct.Struct('<IIIIQ')
-SAMPLE_ENTRY = struct.Struct('<II')
+SAMPLE_ENTRY = struct.Struct('<I')
 CRC = struct.Struct('<I')
 PAYLOAD_CRC_OFFSET = 28
 # Limits that no real file reaches; they stop a damaged or hostile header from asking for
@@ -82,13 +86,17 @@ class Header:
 def pack(header_fields, chunks, sample_index, sample_crc, payloads):
   """-> the complete file bytes. header_fields: dict of the Header scalars (no tables)."""
   payload = b''.join(payloads)
-  head = FIXED_HEADER.pack(MAGIC, VERSION, header_fields['coder_id'],
-                           FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0,
+  reordered = list(sample_index) != list(range(len(sample_index)))
+  flags = ((FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0)
+           | (FLAG_SAMPLE_ORDER if reordered else 0))
+  head = FIXED_HEADER.pack(MAGIC, VERSION, header_fields['coder_id'], flags,
                            header_fields['layer_depth'], header_fields['source_layer_depth'],
                            header_fields['source_format'], len(sample_index), len(chunks),
                            zlib.crc32(payload), len(payload), bytes.fromhex(header_fields['fingerprint']))
   tables = b''.join(CHUNK_ENTRY.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes) for c in chunks)
-  tables += b''.join(SAMPLE_ENTRY.pack(i, crc) for i, crc in zip(sample_index, sample_crc))
+  tables += b''.join(SAMPLE_ENTRY.pack(crc) for crc in sample_crc)
+  if reordered:
+    tables += b''.join(SAMPLE_ENTRY.pack(i) for i in sample_index)
   head += tables
   return head + CRC.pack(zlib.crc32(head)) + payload
 
@@ -110,13 +118,15 @@ def parse(data, source):
     fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
   if chunk_count > sample_count or sample_count > MAX_SAMPLES:
     fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
-  header_size = FIXED_HEADER.size + chunk_count * CHUNK_ENTRY.size + sample_count * SAMPLE_ENTRY.size
+  sample_tables = 2 if flags & FLAG_SAMPLE_ORDER else 1
+  header_size = (FIXED_HEADER.size + chunk_count * CHUNK_ENTRY.size
+                 + sample_tables * sample_count * SAMPLE_ENTRY.size)
   if len(data) < header_size + CRC.size:
     fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + CRC.size}')
   (header_crc,) = CRC.unpack_from(data, header_size)
   if zlib.crc32(data[:header_size]) != header_crc:
     fail('corrupt header (CRC32 mismatch)')
-  if flags & ~FLAG_CHANNEL_CAUSAL or source_format not in SOURCE_NAMES or layer_depth < 1:
+  if flags & ~_KNOWN_FLAGS or source_format not in SOURCE_NAMES or layer_depth < 1:
     fail('corrupt header (invalid flags, source format or layer_depth)')
   payload_start = header_size + CRC.size
   if len(data) != payload_start + payload_size:
@@ -140,14 +150,13 @@ def parse(data, source):
     chunks.append(chunk)
   if sum(c.samples for c in chunks) != sample_count or sum(c.payload_bytes for c in chunks) != payload_size:
     fail('corrupt header (chunk table does not add up)')
-  index, crcs = [], []
-  for _ in range(sample_count):
-    position, crc = SAMPLE_ENTRY.unpack_from(data, offset)
-    offset += SAMPLE_ENTRY.size
-    index.append(position)
-    crcs.append(crc)
-  if sorted(index) != list(range(sample_count)):
-    fail('corrupt header (sample order is not a permutation)')
+  crcs = [SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
+  offset += 4 * sample_count
+  index = list(range(sample_count))
+  if flags & FLAG_SAMPLE_ORDER:
+    index = [SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
+    if sorted(index) != list(range(sample_count)):
+      fail('corrupt header (sample order is not a permutation)')
   return Header(coder_id=coder_id, channel_causal=bool(flags & FLAG_CHANNEL_CAUSAL),
                 layer_depth=layer_depth, source_format=source_format,
                 source_layer_depth=source_layer_depth, fingerprint=fingerprint.hex(),

@@ -25,9 +25,8 @@ import numba
 import numpy as np
 
 from entropy_coder.codec.arith import sigmoid_, tanh_
-from entropy_coder.codec.network import TAPS_7X7
+from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
 
-PRED_CLIP = 0.999
 # Probabilities reach the range coder as q / 2^16 with q an integer in [1, 2^16 - 1].
 PROB_BITS = 16
 _PROB_SCALE = float(1 << PROB_BITS)

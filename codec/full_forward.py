@@ -12,9 +12,7 @@ reference the tests compare against, and the naive decoder's per-pixel evaluatio
 """
 import numpy as np
 
-from entropy_coder.codec.network import TAPS_7X7
-
-PRED_CLIP = 0.999
+from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
 
 
 def _sigmoid(x):

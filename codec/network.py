@@ -22,6 +22,8 @@ import numpy as np
 
 from entropy_coder.errors import UserError, describe
 
+# pred_k is clipped to [-PRED_CLIP, PRED_CLIP] before P(1) = (pred + 1) / 2 (the original's eps).
+PRED_CLIP = 0.999
 # The strict 7x7 raster mask keeps rows above the centre and, in the centre row, columns left of
 # it: (dy, dx) offsets of the 24 kept taps, in kernel order.
 TAPS_7X7 = tuple((ky - 3, kx - 3) for ky in range(7) for kx in range(7)

@@ -79,12 +79,10 @@ def test_every_flipped_byte_is_reported(model, packed):
     _error(bytes(damaged), model)
 
 
-def _recrc(data):
-  """Re-seals a tampered file with valid CRCs, so only the deeper checks can catch it."""
-  fields = bitstream.FIXED_HEADER.unpack_from(data, 0)
-  sample_count, chunk_count = fields[7], fields[8]
-  header_size = (bitstream.FIXED_HEADER.size + chunk_count * bitstream.CHUNK_ENTRY.size
-                 + sample_count * bitstream.SAMPLE_ENTRY.size)
+def _recrc(data, original):
+  """Re-seals a tampered file (same header layout as `original`) with valid CRCs, so only the
+  deeper checks can catch the damage."""
+  header_size = codec.read_header(original).header_size - bitstream.CRC.size
   payload = data[header_size + bitstream.CRC.size:]
   head = bytearray(data[:header_size])
   struct.pack_into('<I', head, bitstream.PAYLOAD_CRC_OFFSET, zlib.crc32(payload))
@@ -105,7 +103,7 @@ def test_resealed_payload_damage_never_decodes_silently(model, packed, codes):
       damaged = bytearray(packed)
       damaged[offset] ^= mask
       try:
-        restored = codec.decompress(_recrc(bytes(damaged)), model)
+        restored = codec.decompress(_recrc(bytes(damaged), packed), model)
       except UserError as e:
         assert '\n' not in str(e)
         caught += 1
@@ -118,10 +116,9 @@ def test_resealed_payload_damage_never_decodes_silently(model, packed, codes):
 def test_resealed_sample_crc_mismatch_is_reported(model, packed):
   header = codec.read_header(packed)
   damaged = bytearray(packed)
-  crc_offset = (bitstream.FIXED_HEADER.size + bitstream.CHUNK_ENTRY.size * len(header.chunks)
-                + 4)  # the first sample's CRC
+  crc_offset = bitstream.FIXED_HEADER.size + bitstream.CHUNK_ENTRY.size * len(header.chunks)
   damaged[crc_offset] ^= 0xFF
-  assert 'failed its CRC32 check' in _error(_recrc(bytes(damaged)), model)
+  assert 'failed its CRC32 check' in _error(_recrc(bytes(damaged), packed), model)
 
 
 def test_header_cannot_request_unbounded_work(model, packed):
@@ -132,7 +129,7 @@ def test_header_cannot_request_unbounded_work(model, packed):
     struct.pack_into('<I', damaged, _chunk_offset(field), value)
     if field == 0:
       struct.pack_into('<I', damaged, _chunk_offset(1), 60000)
-    assert problem in _error(_recrc(bytes(damaged)), model)
+    assert problem in _error(_recrc(bytes(damaged), packed), model)
 
 
 @hypothesis.settings(max_examples=60, deadline=5000,
@@ -200,3 +197,15 @@ def test_cli_errors_are_one_line_exit_2(model, packed, tmp_path):
   assert done.returncode == 2 and 'not an entropy-coder model directory' in done.stderr
   done = _cli('decompress', '--model', model.path, str(tmp_path / 'missing.nec'), '-o', 'x')
   assert done.returncode == 2 and 'missing.nec' in done.stderr
+
+
+def test_sample_order_table_must_be_a_permutation(model):
+  mixed = [np.zeros((2, 2, 2), np.uint8), np.ones((3, 3, 2), np.uint8), np.ones((2, 2, 2), np.uint8)]
+  data = codec.compress(mixed, model)
+  header = codec.read_header(data)
+  assert header.sample_index == (0, 2, 1)  # coded by shape, restored to the input order
+  order_offset = (bitstream.FIXED_HEADER.size + bitstream.CHUNK_ENTRY.size * len(header.chunks)
+                  + bitstream.SAMPLE_ENTRY.size * 3)
+  damaged = bytearray(data)
+  struct.pack_into('<I', damaged, order_offset, 1)  # order 1, 2, 1
+  assert 'not a permutation' in _error(_recrc(bytes(damaged), data), model)

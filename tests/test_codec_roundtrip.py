@@ -178,3 +178,15 @@ def test_real_size_beats_classical_coders_on_synthetic_codes(model):
   assert len(data) < 0.85 * len(lzma.compress(packed, preset=9))
   # Theory check of the reference model on this source: ~0.79 bits/bit.
   assert 0.75 < 8 * len(data) / (len(packed) * 8) < 0.82
+
+
+def test_naive_decoder_baseline_round_trips(model):
+  """The benchmark's baseline really decodes: one full forward per pixel step."""
+  from entropy_coder.codec import naive  # pylint: disable=g-import-not-at-top
+  net = network.build_network(model)
+  codes = synthetic.generate_codes(seed=8, indices_or_start=0, count=2, shape=(3, 4, 4))
+  data = naive.naive_encode(net, codes)
+  assert np.array_equal(naive.naive_decode(net, data, codes.shape), codes)
+  partial = naive.naive_decode(net, data, codes.shape, max_steps=5)
+  assert np.array_equal(partial[:, 0, :4, :2], codes[:, 0, :4, :2])
+  assert np.array_equal(partial[:, 1, 0, :2], codes[:, 1, 0, :2])

@@ -127,8 +127,7 @@ def main():
   def generate_and_encode():
     for start in range(0, args.samples, 1024):
       codes = synthetic.generate_codes(1, start, min(1024, args.samples - start))
-      for index, code in enumerate(codes, start):
-        example_wire.encode_example(code, index)
+      example_wire.encode_batch(codes, range(start, start + len(codes)))
 
   encoded = best_rate(generate_and_encode, args.samples, args.repeats)
   cold, warm = jit_times()

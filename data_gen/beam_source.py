@@ -81,8 +81,7 @@ class _GenerateRange(beam.DoFn):
       indices = indices[splits_lib.split_mask(indices, self._split, self._splits)]
     codes = synthetic.generate_codes(self._seed, indices, shape=self._shape)
     indices = indices.tolist()
-    examples = [example_wire.encode_example(code, index if self._with_sample_index else None)
-                for index, code in zip(indices, codes)]
+    examples = example_wire.encode_batch(codes, indices if self._with_sample_index else None)
     self._counter.inc(len(indices))
     self._report(len(indices))
     if self._emit == 'ranges':

@@ -78,8 +78,24 @@ def _index_entry_prefix(varint_length):
 def encode_example(bits, sample_index=None):
   """[H, W, D] {0,1} code (and optional sample index) -> serialized tf.Example, our layout."""
   bits = np.asarray(bits)
-  code_prefix, _, shape_entry = _layout(tuple(int(s) for s in bits.shape))
-  parts = [code_prefix, codes_format.pack_code(bits), shape_entry]
+  return encode_packed(codes_format.pack_code(bits), bits.shape, sample_index)
+
+
+def encode_batch(codes, sample_indices=None):
+  """[N, H, W, D] codes -> N serialized examples; packs all N at once (the generator's path)."""
+  codes = np.asarray(codes, dtype=np.uint8)
+  packed = np.packbits(codes.reshape(len(codes), -1), axis=1)
+  indices = [None] * len(codes) if sample_indices is None else sample_indices
+  return [encode_packed(row.tobytes(), codes.shape[1:], index)
+          for row, index in zip(packed, indices)]
+
+
+def encode_packed(packed, shape, sample_index=None):
+  """`code` bytes already packed (codes_format.pack_code) + shape -> serialized tf.Example."""
+  code_prefix, nbytes, shape_entry = _layout(tuple(int(s) for s in shape))
+  if len(packed) != nbytes:
+    raise ValueError(f'packed code holds {len(packed)} bytes, shape {list(shape)} needs {nbytes}')
+  parts = [code_prefix, packed, shape_entry]
   if sample_index is not None:
     value = _varint(int(sample_index))
     parts += [_index_entry_prefix(len(value)), value]

@@ -188,7 +188,7 @@ def _rule_words(noise, height, width, depth, state):
         state[j] = vote ^ noise[j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: threaded callers (Beam multi_threading) overlap
 def _generate_kernel(seed, indices, height, width, depth, out):
   """out[n] = code of sample indices[n], [n, H*W*D] uint8, 64 samples per pass."""
   total = indices.shape[0]

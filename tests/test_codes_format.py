@@ -40,6 +40,10 @@ def test_our_example_round_trip_and_wire_bytes_equal_tensorflows(shape):
             sample_index)
       assert wire == reference.SerializeToString(deterministic=True)
       np.testing.assert_array_equal(codes_format.decode_example(wire), code)
+  codes = _codes(shape)
+  assert example_wire.encode_batch(codes, [5, 6, 7]) == [
+      example_wire.encode_example(code, index) for code, index in zip(codes, [5, 6, 7])]
+  assert example_wire.encode_batch(codes) == [example_wire.encode_example(c) for c in codes]
 
 
 def test_tensorflow_parses_our_examples_and_ignores_sample_index():

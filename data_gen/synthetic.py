@@ -237,14 +237,14 @@ def generate_codes(seed, indices_or_start, count=None, shape=DATASET_SHAPE):
   return out.reshape((indices.size,) + shape)
 
 
-def plain_generate(uniform_draws_, shape=None):
+def plain_generate(uniform_draws, shape=None):  # pylint: disable=redefined-outer-name
   """The rule as a literal per-bit loop, fed explicit draws: uint8 [H, W, D].
 
-  `uniform_draws_` is uint16 [H, W, D] (keep the vote iff draw < KEEP_THRESHOLD, as the fast
+  `uniform_draws` is uint16 [H, W, D] (keep the vote iff draw < KEEP_THRESHOLD, as the fast
   generator does) or float in [0, 1) (keep iff u < 0.8, as the original's `np.random.rand()`).
   Slow; the reference for tests only.
   """
-  draws = np.asarray(uniform_draws_)
+  draws = np.asarray(uniform_draws)
   height, width, depth = check_shape(draws.shape if shape is None else shape)
   draws = draws.reshape(height, width, depth)
   if np.issubdtype(draws.dtype, np.floating):

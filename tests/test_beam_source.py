@@ -100,6 +100,24 @@ def test_indexed_output_without_the_index_feature():
     beam_util.assert_that(pairs, check)
 
 
+def test_split_of_buckets_indices_in_order():
+  assert [splits_lib.split_of(i) for i in range(12)] == ['train'] * 9 + ['eval'] + ['train'] * 2
+  splits = splits_lib.parse_splits('a:2, b:3,c:1')
+  assert splits == (('a', 2), ('b', 3), ('c', 1))
+  names = [splits_lib.split_of(i, splits) for i in range(601)]
+  for name, _ in splits:
+    mask = splits_lib.split_mask(np.arange(601), name, splits)
+    assert mask.tolist() == [n == name for n in names]
+  assert splits_lib.split_counts(601, splits) == {n: names.count(n) for n, _ in splits}
+
+
+@pytest.mark.parametrize('text', ['train', 'train:0,eval:1', 'train:9,train:1', 'a b:1', '',
+                                  'train:x'])
+def test_bad_splits_are_user_errors(text):
+  with pytest.raises(UserError):
+    splits_lib.parse_splits(text)
+
+
 def test_index_ranges_cover_split_and_cut():
   ranges = beam_source.index_ranges(100, 30, cut_at=[45, 90])
   assert ranges == [(0, 30), (30, 45), (45, 75), (75, 90), (90, 100)]

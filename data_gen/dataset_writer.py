@@ -1,7 +1,9 @@
 """A synthetic dataset directory: GZIP TFRecord shards plus `manifest.json`, from one Beam run.
 
     GenerateSyntheticExamples (emit='ranges', no range crossing a shard start)
-        --GroupByKey on shard--> WriteShard: ranges in index order -> data-SSSSS-of-NNNNN.tfrecord.gz
+        --WritePiece--> one uncompressed TFRecord piece file per range (in parallel)
+        --GroupByKey on shard (piece names only)--> WriteShard: the shard's pieces in index
+          order, as one GZIP stream -> data-SSSSS-of-NNNNN.tfrecord.gz (shards in parallel)
 
 Shard k holds samples [k*count//M, (k+1)*count//M) in index order, so the files depend only on
 (count, shape, seed, shards): 1 or 2 workers, any bundle size, give the same bytes (the
@@ -84,13 +86,30 @@ def pipeline_options(num_workers):
                          direct_num_workers=1)
 
 
-def _key_by_shard(range_and_examples, count, shards):
-  (start, _), _ = range_and_examples
-  return shard_of(start, count, shards), range_and_examples
+class _WritePieceFn:
+  """((a, b), examples) -> (shard, (a, b, piece path)): the range as an uncompressed TFRecord.
+
+  Data go through files, not through Beam: the shuffle below moves only these small tuples,
+  so memory stays at one range whatever the dataset size.
+  """
+
+  def __init__(self, directory, count, shards):
+    self._directory = directory
+    self._count = count
+    self._shards = shards
+
+  def __call__(self, range_and_examples):
+    from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
+    (start, stop), examples = range_and_examples
+    if len(examples) != stop - start:
+      raise RuntimeError(f'range [{start}, {stop}) produced {len(examples)} examples')
+    path = os.path.join(self._directory, f'piece-{start:020d}-{stop:020d}.tfrecord')
+    tfrecord_files.write_tfrecords(path, examples)
+    return shard_of(start, self._count, self._shards), (start, stop, path)
 
 
 class _WriteShardFn:
-  """(shard, [((a, b), examples), ...]) -> the shard file in `directory`, checked complete."""
+  """(shard, [(a, b, piece path), ...]) -> the shard file, one GZIP stream, checked complete."""
 
   def __init__(self, directory, count, shards, progress):
     self._directory = directory
@@ -98,22 +117,22 @@ class _WriteShardFn:
     self._shards = shards
     self._progress = progress
 
-  def __call__(self, shard_and_ranges):
+  def __call__(self, shard_and_pieces):
     import sys  # pylint: disable=g-import-not-at-top
     from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
-    shard, ranges = shard_and_ranges
-    ranges = sorted(ranges, key=lambda item: item[0])
+    shard, pieces = shard_and_pieces
+    pieces = sorted(pieces)
     lo, hi = shard_bounds(shard, self._count, self._shards)
-    edges = [lo] + [b for (_, b), _ in ranges]
-    if [a for (a, _), _ in ranges] != edges[:-1] or edges[-1] != hi or any(
-        len(examples) != b - a for (a, b), examples in ranges):
+    edges = [lo] + [stop for _, stop, _ in pieces]
+    if [start for start, _, _ in pieces] != edges[:-1] or edges[-1] != hi:
       raise RuntimeError(f'shard {shard} did not get exactly the samples [{lo}, {hi})')
     name = shard_name(shard, self._shards)
-    written = tfrecord_files.write_gzip_tfrecords(
-        os.path.join(self._directory, name),
-        (example for _, examples in ranges for example in examples))
+    tfrecord_files.gzip_concatenation(os.path.join(self._directory, name),
+                                      [path for _, _, path in pieces])
+    for _, _, path in pieces:
+      os.remove(path)
     if self._progress:
-      print(f'{self._progress}: wrote {name} ({written} samples)', file=sys.stderr, flush=True)
+      print(f'{self._progress}: wrote {name} ({hi - lo} samples)', file=sys.stderr, flush=True)
     return shard
 
 
@@ -153,7 +172,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
                count, shape=shape, seed=seed, bundle_size=bundle_size, emit='ranges',
                cut_at=[shard_bounds(k, count, shards)[0] for k in range(shards)],
                progress=progress)
-           | 'KeyByShard' >> beam.Map(_key_by_shard, count, shards)
+           | 'WritePiece' >> beam.Map(_WritePieceFn(tmp_dir, count, shards))
            | 'GroupByShard' >> beam.GroupByKey()
            | 'WriteShard' >> beam.Map(_WriteShardFn(tmp_dir, count, shards, progress)))
     entries = []

@@ -38,9 +38,35 @@ def frame_record(data):
 def write_gzip_tfrecords(path, records):
   """Writes `records` (bytes) to a GZIP TFRecord file at `path`; returns how many."""
   count = 0
-  with open(path, 'wb') as raw, gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0,
-                                              compresslevel=GZIP_LEVEL) as out:
+  with open(path, 'wb') as raw, _gzip_writer(raw) as out:
     for record in records:
       out.write(frame_record(record))
       count += 1
   return count
+
+
+def write_tfrecords(path, records):
+  """Writes `records` (bytes) to an uncompressed TFRecord file; returns how many."""
+  count = 0
+  with open(path, 'wb') as out:
+    for record in records:
+      out.write(frame_record(record))
+      count += 1
+  return count
+
+
+def gzip_concatenation(path, piece_paths):
+  """Writes the concatenation of uncompressed TFRecord files as one GZIP TFRecord file.
+
+  One GZIP stream whatever the pieces: the bytes depend only on the records, not on where the
+  pieces were cut.
+  """
+  with open(path, 'wb') as raw, _gzip_writer(raw) as out:
+    for piece in piece_paths:
+      with open(piece, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+          out.write(block)
+
+
+def _gzip_writer(raw):
+  return gzip.GzipFile(filename='', mode='wb', fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL)

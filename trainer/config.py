@@ -57,6 +57,9 @@ class TrainConfig:
   learning_rate: float
   decay_rate: float
   samples_per_decay: int
+  # Our addition (not in the original's JSON): Adam's epsilon. The original's 1.0 is unusual:
+  # it turns Adam into roughly momentum SGD for the small gradients of this loss. Default 1.0.
+  adam_epsilon: float = 1.0
 
   @property
   def decay_steps(self):
@@ -106,6 +109,7 @@ def train_config_from_dict(values, source='train_config'):
       'learning_rate': (float, True, lambda v: v > 0, 'a positive number'),
       'decay_rate': (float, True, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
       'samples_per_decay': (int, True, lambda v: v >= 1, 'a positive int'),
+      'adam_epsilon': (float, False, lambda v: v > 0, 'a positive number'),
   })
 
 

@@ -56,24 +56,28 @@ def default_shards(count):
 
 
 def prepare_output_dir(output_dir, overwrite):
-  """Creates `output_dir`, or clears our files from it when `overwrite`; refuses otherwise."""
+  """Creates `output_dir`; refuses a non-empty one unless `overwrite`."""
   if os.path.exists(output_dir) and not os.path.isdir(output_dir):
     raise UserError(describe(output_dir, 'exists and is not a directory'))
-  if os.path.isdir(output_dir) and os.listdir(output_dir):
-    if not overwrite:
-      raise UserError(describe(output_dir, 'directory is not empty; pass --overwrite to replace '
-                               'the dataset in it'))
-    for path in glob.glob(os.path.join(output_dir, SHARD_PATTERN)):
-      os.remove(path)
-    for path in glob.glob(os.path.join(output_dir, _TMP_PREFIX + '*')):
-      shutil.rmtree(path, ignore_errors=True)
-    manifest = os.path.join(output_dir, MANIFEST_NAME)
-    if os.path.exists(manifest):
-      os.remove(manifest)
+  if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+    raise UserError(describe(output_dir, 'directory is not empty; pass --overwrite to replace '
+                             'the dataset in it'))
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
     raise UserError(describe(output_dir, f'cannot create directory ({e.strerror})')) from None
+
+
+def _remove_old_dataset(output_dir, tmp_dir):
+  """Our files from earlier runs (only those: anything else in the directory stays)."""
+  for path in glob.glob(os.path.join(output_dir, SHARD_PATTERN)):
+    os.remove(path)
+  for path in glob.glob(os.path.join(output_dir, _TMP_PREFIX + '*')):
+    if os.path.abspath(path) != os.path.abspath(tmp_dir):
+      shutil.rmtree(path, ignore_errors=True)
+  manifest = os.path.join(output_dir, MANIFEST_NAME)
+  if os.path.exists(manifest):
+    os.remove(manifest)
 
 
 def pipeline_options(num_workers):
@@ -164,6 +168,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
   prepare_output_dir(output_dir, overwrite)
 
   tmp_dir = os.path.join(output_dir, f'{_TMP_PREFIX}{os.getpid()}')
+  shutil.rmtree(tmp_dir, ignore_errors=True)
   os.makedirs(tmp_dir)
   try:
     with beam.Pipeline(options=pipeline_options(num_workers)) as pipeline:
@@ -183,6 +188,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
         raise RuntimeError(f'the pipeline finished without writing {name}')
       lo, hi = shard_bounds(shard, count, shards)
       entries.append({'file': name, 'first_index': lo, 'count': hi - lo, 'sha256': _sha256(path)})
+    _remove_old_dataset(output_dir, tmp_dir)  # only now: a failed run leaves the old dataset intact
     for entry in entries:
       os.replace(os.path.join(tmp_dir, entry['file']), os.path.join(output_dir, entry['file']))
   finally:

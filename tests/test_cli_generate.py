@@ -154,3 +154,20 @@ def test_sample_into_a_missing_directory_names_the_file(tmp_path):
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('entropy-coder sample: error: ') and path in lines[0]
+
+
+def test_a_failed_overwrite_keeps_the_old_dataset(tmp_path, capsys, monkeypatch):
+  from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
+  out_dir = str(tmp_path / 'dataset')
+  args = ['generate', '--output-dir', out_dir, '--count', '10', '--shape', '3,4,2']
+  assert _run(capsys, *args)[0] == 0
+  before = {name: (tmp_path / 'dataset' / name).read_bytes() for name in os.listdir(out_dir)}
+
+  def disk_full(path, piece_paths):
+    raise OSError(28, 'No space left on device')
+
+  monkeypatch.setattr(tfrecord_files, 'gzip_concatenation', disk_full)
+  with pytest.raises(Exception, match='No space left'):
+    cli.main(args + ['--seed', '1', '--overwrite'])
+  after = {name: (tmp_path / 'dataset' / name).read_bytes() for name in os.listdir(out_dir)}
+  assert after == before  # old shards and manifest untouched, no temporary directory left

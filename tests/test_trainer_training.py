@@ -166,3 +166,47 @@ def test_cli_bad_inputs_give_one_line_errors(case, examples, tmp_path, trained, 
   expected = {'missing_key': str(bad_config), 'depth_does_not_fit': deep,
               'non_binary_npz': nonbinary, 'not_a_model': str(tmp_path)}[case]
   assert expected in lines[0]
+
+
+def test_run_fn_trains_exports_logs_and_resumes(examples, tmp_path):
+  from tfx.components.trainer.fn_args_utils import FnArgs  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer.run_fn import run_fn  # pylint: disable=g-import-not-at-top
+  root, _ = examples
+  custom = {'model_config': MODEL.to_dict(), 'train_config': TRAIN.to_dict(),
+            'checkpoint_dir': str(tmp_path / 'checkpoints'), 'log_every': 2}
+
+  def fn_args(steps, name):
+    return FnArgs(train_files=[os.path.join(root, 'Split-train', '*')],
+                  eval_files=[os.path.join(root, 'Split-eval', '*')], train_steps=steps,
+                  eval_steps=None, serving_model_dir=str(tmp_path / name / 'Format-Serving'),
+                  model_run_dir=str(tmp_path / name / 'run'), custom_config=custom)
+
+  first = run_fn(fn_args(4, 'first'))
+  assert first.steps == 4
+  assert tf.io.gfile.glob(str(tmp_path / 'checkpoints' / 'logs' / 'events.out.tfevents.*'))
+  second = run_fn(fn_args(6, 'second'))  # a restarted Trainer resumes at step 4
+  assert second.steps == 6
+  exported = model_files.read_model_files(str(tmp_path / 'second'))  # the Trainer artifact URI
+  assert exported.model_config == {**MODEL.to_dict()}
+  assert tf.saved_model.load(str(tmp_path / 'second' / 'Format-Serving')).signatures['serving_default']
+
+
+def test_cli_trains_on_the_originals_input_config_and_float_records(tmp_path):
+  from entropy_coder.trainer.train_loop import CHECKPOINT_SUBDIR  # pylint: disable=g-import-not-at-top
+  codes = generate_codes(2, 0, 40, shape=(8, 8, 4))
+  data = tmp_path / 'synthetic_dataset'
+  import tensorflow as tf_  # pylint: disable=g-import-not-at-top,reimported
+  with tf_.io.TFRecordWriter(str(data)) as writer:  # uncompressed, floats of +-1: the original
+    for code in codes:
+      writer.write(codes_format.encode_original_example(code))
+  input_config = tmp_path / 'input_config.json'
+  input_config.write_text(json.dumps({'data': str(data), 'unique_code_size': True}))
+  model_config = tmp_path / 'model_config.json'
+  model_config.write_text(json.dumps({'layer_depth': 2, 'layer_count': 2}))
+  train_dir = tmp_path / 'run'
+  assert cli.main(['train', '--model-config', str(model_config), '--train-config',
+                   os.path.join(REPO, 'configs', 'synthetic', 'train_config.json'),
+                   '--input-config', str(input_config), '--train-dir', str(train_dir),
+                   '--steps', '3', '--log-every', '1']) == 0
+  assert tf.train.latest_checkpoint(str(train_dir / CHECKPOINT_SUBDIR)).endswith('-3')
+  assert json.loads((train_dir / 'model_config.json').read_text())['layer_count'] == 2

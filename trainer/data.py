@@ -5,6 +5,7 @@ first record (the original's ReadFirstCode) and becomes the static shape of ever
 keeps the graph small and fast. Records of another shape fail with a message naming the shape.
 Both our packed layout and the original's float layout are read (entropy_coder.codes_format).
 """
+import numpy as np
 import tensorflow as tf
 
 from entropy_coder import codes_format
@@ -70,7 +71,7 @@ def parse_packed_batch(serialized, shape=None):
 
 def _parse_float_batch(serialized, shape):
   features = tf.io.parse_example(serialized, {
-      codes_format.FEATURE_CODE: tf.io.FixedLenFeature([int(tf.reduce_prod(shape))], tf.float32),
+      codes_format.FEATURE_CODE: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32),
       codes_format.FEATURE_SHAPE: tf.io.FixedLenFeature([3], tf.int64),
   })
   bits = tf.cast(features[codes_format.FEATURE_CODE] > 0, tf.float32)

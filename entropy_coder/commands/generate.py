@@ -47,6 +47,7 @@ def parse_int(text, flag, minimum):
 
 def run(args):
   import logging  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import dataset_writer  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
@@ -59,8 +60,10 @@ def run(args):
   shards = None if args.shards is None else parse_int(args.shards, '--shards', 1)
   bundle_size = None if args.bundle_size is None else parse_int(args.bundle_size,
                                                                 '--bundle-size', 1)
-  # Beam's worker processes forward start-up warnings that would bury the progress lines.
+  # Beam's worker processes forward start-up warnings that would bury the progress lines, and
+  # print google-api-core's Python-version FutureWarning themselves (they inherit this variable).
   logging.getLogger('apache_beam').setLevel(logging.ERROR)
+  os.environ.setdefault('PYTHONWARNINGS', 'ignore::FutureWarning,ignore::DeprecationWarning')
   started = time.monotonic()
   manifest = dataset_writer.write_dataset(
       args.output_dir, count, seed=seed, shape=shape, num_workers=num_workers, shards=shards,

@@ -3,13 +3,13 @@
     compress                                   decompress
     check codes against the model              parse + check header, CRCs, sizes (bitstream)
     group equal shapes into chunks             check model fingerprint / layer_depth / flags
-    per chunk (threads): ChunkCoder.run        per chunk (threads): ChunkCoder.run
-      exchange = look up the input's bits        exchange = decode the bits from the stream
+    per chunk (threads): ChunkCoder.encode     per chunk (threads): ChunkCoder.decode
+      (the known bits feed each pixel step)      (each pixel step's bits decoded from the stream)
       layer done: range-encode the layer         ... and check the stream was used up
     per-sample CRC32, pack the file            per-sample CRC32 check, restore the input order
 
-Both directions share one probability path (engine.ChunkCoder); see engine.py for why that
-matters. Chunks are independent streams, coded in parallel threads (the numba kernels release
+Both directions make the same per-pixel engine calls (engine.ChunkCoder); see engine.py for
+why that matters. Chunks are independent streams, coded in parallel threads (the numba kernels release
 the GIL); the chunking depends only on the input, never on the thread count, so the bytes do not
 either.
 """
@@ -87,7 +87,8 @@ def _check_code(code, index, net):
     raise UserError(describe(source, f'a code must be a [H, W, D] array, got shape {list(code.shape)}'))
   if max(code.shape[:2]) > bitstream.MAX_DIM or code.shape[2] > bitstream.MAX_DIM:
     raise UserError(describe(source, f'code shape {list(code.shape)} exceeds {bitstream.MAX_DIM}'))
-  if not (np.issubdtype(code.dtype, np.integer) or code.dtype == np.bool_) or not np.isin(code, (0, 1)).all():
+  if not (np.issubdtype(code.dtype, np.integer) or code.dtype == np.bool_) or (
+      code.size and (code.min() < 0 or code.max() > 1)):
     raise UserError(describe(source, 'a code must hold only 0 and 1'))
   net.layers_of(code.shape[2], source)
   return np.ascontiguousarray(code, dtype=np.uint8)
@@ -112,73 +113,54 @@ def _encode_chunk(net, codes, progress):
   """codes uint8 [B, H, W, D] -> (stream bytes, theoretical bits)."""
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
-  layers = depth // cd
-  # Bits in coding order per layer: [y][x][channel][sample], as the decoder will ask for them.
-  layer_bits = [np.ascontiguousarray(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0),
-                                     dtype=np.int32) for k in range(layers)]
-  causal = net.channel_causal
-  cursor = {'y': 0, 'x': 0, 'ch': 0}
   encoder = StreamEncoder()
   theory = [0.0]
 
-  def exchange(k, probs):  # the input's bits for this step, in the engine's order
-    y, x, ch = cursor['y'], cursor['x'], cursor['ch']
-    if causal:
-      bits = layer_bits[k][y, x, ch]
-      cursor['ch'] = ch = (ch + 1) % cd
-      if ch:
-        return bits
-    else:
-      bits = layer_bits[k][y, x].reshape(-1)
-    cursor['x'] = x = (x + 1) % width
-    if x == 0:
-      cursor['y'] = (y + 1) % height
-      progress.add(width * cd * batch)
-    return bits
-
   def layer_done(k, out_p, out_q):
-    bits = layer_bits[k].reshape(-1)
+    # Symbols in the decoder's order: [y][x][channel][sample].
+    bits = codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1)
     encoder.encode(bits, out_q.reshape(-1))
-    p_true = np.where(bits == 1, out_p.reshape(-1), 1.0 - out_p.reshape(-1))
-    theory[0] += float(-np.log2(p_true).sum())
+    theory[0] += _code_length(bits, out_p)
+    progress.add(bits.size)
 
-  decoded = ChunkCoder(net, batch, height, width, layers).run(exchange, layer_done)
+  decoded = ChunkCoder(net, batch, height, width, depth // cd).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
   return encoder.finish(), theory[0]
 
 
+def _code_length(bits, p_model):
+  """Sum of -log2 P(true bit) under the model's unquantised probabilities."""
+  p = p_model.reshape(-1)
+  return float(-np.log2(np.where(bits == 1, p, 1.0 - p)).sum())
+
+
 def _decode_chunk(net, chunk, payload, source, progress):
   """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits)."""
   cd = net.layer_depth
-  layers = chunk.depth // cd
   decoder = StreamDecoder(payload, source)
-  causal = net.channel_causal
-  cursor = {'x': 0, 'ch': 0}
-  theory = [0.0]
-  decoded_layer = {}
+  row_bits = chunk.width * cd * chunk.samples
+  steps_per_row = chunk.width * (cd if net.channel_causal else 1)
+  state = {'steps': 0}
+  layers = {}
 
   def exchange(k, probs):
     bits = decoder.decode(probs)
-    if causal:
-      cursor['ch'] = ch = (cursor['ch'] + 1) % cd
-      if ch:
-        return bits
-    cursor['x'] = x = (cursor['x'] + 1) % chunk.width
-    if x == 0:
-      progress.add(chunk.width * cd * chunk.samples)
+    state['steps'] += 1
+    if state['steps'] == steps_per_row:
+      state['steps'] = 0
+      progress.add(row_bits)
     return bits
 
   def layer_done(k, out_p, out_q):
-    decoded_layer[k] = out_p.copy()
+    layers[k] = out_p.copy()
 
-  codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width, layers).run(exchange, layer_done)
+  codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
+                     chunk.depth // cd).decode(exchange, layer_done)
   decoder.check_consumed()
-  for k, p_model in decoded_layer.items():
-    bits = codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1)
-    p = p_model.reshape(-1)
-    theory[0] += float(-np.log2(np.where(bits == 1, p, 1.0 - p)).sum())
-  return codes, theory[0]
+  theory = sum(_code_length(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1), p)
+               for k, p in layers.items())
+  return codes, theory
 
 
 def _run_parallel(jobs, threads):

@@ -12,18 +12,20 @@ here every pixel adds only what it changes:
                          (h, c) = LSTM gates(z, c[y-1, x]);  t0 = out1x1_a(h)
                          P(bit ch = 1) from T(out1x1_b(T(t0 [+ channel_ar on bits j < ch])))
 
-THE ENCODER AND THE DECODER RUN THIS SAME CODE (`ChunkCoder.run`): for each coding step it hands
-the quantised probabilities to an `exchange` callback and writes the bits it gets back into the
-code before the next step reads them; the decoder's callback decodes them, the encoder's looks
-them up in the input. Nothing depends on the batch size or the thread count: arrays are laid out
-[..., sample] and every loop runs over samples innermost, so each sample's arithmetic is the same
-float64 sequence (fixed summation order, deterministic exp/tanh from arith.py, no fastmath)
-whether it runs alone, in a SIMD lane or in a batch of 128. Probabilities are rounded to a 1/2^16
-grid (`_quantize`) before they reach the range coder.
+THE ENCODER AND THE DECODER MAKE THE SAME CALLS (`ChunkCoder`): the same sequence of
+`pixel_step` / `channel_head`, each writing the previous step's bits into the code and then
+reading only bits written before. The decoder gets those bits from the range decoder between
+calls (a Python loop); the encoder feeds the known bits (the same loop in numba,
+`code_known_layer`, which saves the per-call overhead). Nothing depends on the batch size or the
+thread count: arrays are laid out [..., sample] and every loop runs over samples innermost, so
+each sample's arithmetic is the same float64 sequence (fixed summation order, deterministic
+exp/tanh from arith.py, no fastmath) whether it runs alone, in a SIMD lane or in a batch of 128.
+Probabilities are rounded to a 1/2^16 grid (`_quantize`) before they reach the range coder.
 """
 import numba
 import numpy as np
 
+from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
 from entropy_coder.codec.arith import sigmoid_, tanh_
 from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
 
@@ -33,7 +35,6 @@ _PROB_SCALE = float(1 << PROB_BITS)
 _TAP_DY = np.array([dy for dy, _ in TAPS_7X7], dtype=np.int64)
 _TAP_DX = np.array([dx for _, dx in TAPS_7X7], dtype=np.int64)
 
-_JIT = dict(nogil=True, cache=True)
 
 
 @numba.njit(inline='always', **_JIT)
@@ -53,11 +54,12 @@ def _quantize(pred, out_p, out_q):
 
 @numba.njit(inline='always', **_JIT)
 def _put_bits(xs, channel0, y, x, bits):
-  """Writes a pixel's decoded bits (layout [channel][sample]) as +-1 into xs [H, W, D, B]."""
+  """Writes a pixel's decoded bits (layout [channel][sample]) as +-1 into xs [H, W, D, B] (int8;
+  0 = not decoded yet). int8 keeps the 7x7 window of a batch in the fast caches."""
   batch = xs.shape[3]
   for i in range(bits.shape[0] // batch):
     for b in range(batch):
-      xs[y, x, channel0 + i, b] = 2.0 * bits[i * batch + b] - 1.0
+      xs[y, x, channel0 + i, b] = 2 * bits[i * batch + b] - 1
 
 
 @numba.njit(**_JIT)
@@ -71,7 +73,6 @@ def layer_a1(s, w3s, b3s, k, a1):
   height, width, cd, batch = s.shape
   hd = a1.shape[2]
   w = w3s[k]
-  tmp = np.empty((2, batch))
   for y in range(height):
     for x in range(width):
       acc = a1[y, x]
@@ -93,7 +94,7 @@ def layer_a1(s, w3s, b3s, k, a1):
               for b in range(batch):
                 acc[o, b] += src[b] * wv
       for o in range(hd):
-        tanh_(acc[o], tmp[0], tmp[1])
+        tanh_(acc[o])
 
 
 @numba.njit(inline='always', **_JIT)
@@ -149,7 +150,6 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
   prev = (y + 1) % 2
   w7k, b7k, wink, whk, blk = w7[k], b7[k], win[k], wh[k], bl[k]
   wak, bak, wbk, bbk = wa[k], ba[k], wb[k], bb[k]
-  tmp = np.empty((2, batch))
   z = np.empty((g, batch))
   if put_y >= 0:
     _put_bits(xs, base + put_c0, put_y, put_x, put_bits_)
@@ -172,7 +172,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
         for b in range(batch):
           acc[o, b] += src[b] * wv
   for o in range(hd):
-    tanh_(acc[o], tmp[0], tmp[1])
+    tanh_(acc[o])
   # Row LSTM input: the precomputed row part plus the a0 taps x-1 and x.
   zx = zrow[x]
   for o in range(g):
@@ -189,10 +189,10 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
         for b in range(batch):
           z[o, b] += src[b] * wv
   for o in range(hd):
-    sigmoid_(z[o], tmp[0], tmp[1])
-    sigmoid_(z[hd + o], tmp[0], tmp[1])
-    tanh_(z[2 * hd + o], tmp[0], tmp[1])
-    sigmoid_(z[3 * hd + o], tmp[0], tmp[1])
+    sigmoid_(z[o])
+    sigmoid_(z[hd + o])
+    tanh_(z[2 * hd + o])
+    sigmoid_(z[3 * hd + o])
   hx = hbuf[cur, x]
   cx = cbuf[cur, x]
   cp = cbuf[prev, x]
@@ -201,7 +201,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
       c_prev = cp[o, b] if y > 0 else 0.0
       cx[o, b] = z[o, b] * c_prev + z[hd + o, b] * z[2 * hd + o, b]
       hx[o, b] = cx[o, b]
-    tanh_(hx[o], tmp[0], tmp[1])
+    tanh_(hx[o])
     for b in range(batch):
       hx[o, b] *= z[3 * hd + o, b]
   for o in range(hd):
@@ -218,7 +218,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
     for o in range(hd):
       for b in range(batch):
         t[o, b] = t0buf[o, b]
-      tanh_(t[o], tmp[0], tmp[1])
+      tanh_(t[o])
     pre = z[hd:hd + cd]
     for ch in range(cd):
       for b in range(batch):
@@ -227,7 +227,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
         wv = wbk[i, ch]
         for b in range(batch):
           pre[ch, b] += t[i, b] * wv
-      tanh_(pre[ch], tmp[0], tmp[1])
+      tanh_(pre[ch])
       _quantize(pre[ch], out_p[slot, ch], out_q[slot, ch])
 
 
@@ -243,7 +243,6 @@ def channel_head(xs, k, y, x, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q, s
   base = k * cd
   if ch > 0:
     _put_bits(xs, base + ch - 1, y, x, put_bits_)
-  tmp = np.empty((2, batch))
   t = np.empty((hd, batch))
   pre = np.empty((1, batch))
   for i in range(hd):
@@ -254,54 +253,66 @@ def channel_head(xs, k, y, x, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q, s
       src = xs[y, x, base + j]
       for b in range(batch):
         t[i, b] += src[b] * wv
-    tanh_(t[i], tmp[0], tmp[1])
+    tanh_(t[i])
   for b in range(batch):
     pre[0, b] = bb[k, ch]
   for i in range(hd):
     wv = wb[k, i, ch]
     for b in range(batch):
       pre[0, b] += t[i, b] * wv
-  tanh_(pre[0], tmp[0], tmp[1])
+  tanh_(pre[0])
   _quantize(pre[0], out_p[slot, ch], out_q[slot, ch])
+
+
+@numba.njit(inline='always', **_JIT)
+def _state_u_row(xs, base, y, sak, sabk, urow):
+  """urow [W, h, B] = T(state_block conv3x3_a(x_k) + b) for row y."""
+  height, width, _, batch = xs.shape
+  cd, hd = sak.shape[2], sak.shape[3]
+  for x in range(width):
+    acc = urow[x]
+    for o in range(hd):
+      for b in range(batch):
+        acc[o, b] = sabk[o]
+    for ky in range(3):
+      yy = y + ky - 1
+      if yy < 0 or yy >= height:
+        continue
+      for kx in range(3):
+        xx = x + kx - 1
+        if xx < 0 or xx >= width:
+          continue
+        for i in range(cd):
+          src = xs[yy, xx, base + i]
+          for o in range(hd):
+            wv = sak[ky, kx, i, o]
+            for b in range(batch):
+              acc[o, b] += src[b] * wv
+    for o in range(hd):
+      tanh_(acc[o])
 
 
 @numba.njit(**_JIT)
 def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, rnn_c, s):
-  """s_{k+1} [H, W, cd, B] from the finished layer k; updates layer_rnn (h, c) in place."""
+  """s_{k+1} [H, W, cd, B] from the finished layer k; updates layer_rnn (h, c) in place.
+
+  The state block's first conv is kept for three rows only (a ring buffer), so its output
+  stays in the caches while the second conv reads it.
+  """
   height, width, _, batch = xs.shape
   cd = sab.shape[1] // 2
   hd = 2 * cd
   g = 4 * hd
   base = k * cd
   sak, sabk, sbk, sbbk = sa[k], sab[k], sb[k], sbb[k]
-  u = np.empty((height, width, hd, batch))
-  tmp = np.empty((2, batch))
+  ring = np.empty((3, width, hd, batch))
   v = np.empty((cd, batch))
   z = np.empty((g, batch))
   t = np.empty((hd, batch))
+  _state_u_row(xs, base, 0, sak, sabk, ring[0])
   for y in range(height):
-    for x in range(width):
-      acc = u[y, x]
-      for o in range(hd):
-        for b in range(batch):
-          acc[o, b] = sabk[o]
-      for ky in range(3):
-        yy = y + ky - 1
-        if yy < 0 or yy >= height:
-          continue
-        for kx in range(3):
-          xx = x + kx - 1
-          if xx < 0 or xx >= width:
-            continue
-          for i in range(cd):
-            src = xs[yy, xx, base + i]
-            for o in range(hd):
-              wv = sak[ky, kx, i, o]
-              for b in range(batch):
-                acc[o, b] += src[b] * wv
-      for o in range(hd):
-        tanh_(acc[o], tmp[0], tmp[1])
-  for y in range(height):
+    if y + 1 < height:
+      _state_u_row(xs, base, y + 1, sak, sabk, ring[(y + 1) % 3])
     for x in range(width):
       for o in range(cd):
         for b in range(batch):
@@ -310,18 +321,19 @@ def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, r
         yy = y + ky - 1
         if yy < 0 or yy >= height:
           continue
+        urow = ring[yy % 3]
         for kx in range(3):
           xx = x + kx - 1
           if xx < 0 or xx >= width:
             continue
           for i in range(hd):
-            src = u[yy, xx, i]
+            src = urow[xx, i]
             for o in range(cd):
               wv = sbk[ky, kx, i, o]
               for b in range(batch):
                 v[o, b] += src[b] * wv
       for o in range(cd):
-        tanh_(v[o], tmp[0], tmp[1])
+        tanh_(v[o])
       hr = rnn_h[y, x]
       cr = rnn_c[y, x]
       for o in range(g):
@@ -338,14 +350,14 @@ def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, r
           for b in range(batch):
             z[o, b] += hr[i, b] * wv
       for o in range(hd):
-        sigmoid_(z[o], tmp[0], tmp[1])
-        sigmoid_(z[hd + o], tmp[0], tmp[1])
-        tanh_(z[2 * hd + o], tmp[0], tmp[1])
-        sigmoid_(z[3 * hd + o], tmp[0], tmp[1])
+        sigmoid_(z[o])
+        sigmoid_(z[hd + o])
+        tanh_(z[2 * hd + o])
+        sigmoid_(z[3 * hd + o])
         for b in range(batch):
           cr[o, b] = z[o, b] * cr[o, b] + z[hd + o, b] * z[2 * hd + o, b]
           hr[o, b] = cr[o, b]
-        tanh_(hr[o], tmp[0], tmp[1])
+        tanh_(hr[o])
         for b in range(batch):
           hr[o, b] *= z[3 * hd + o, b]
       for o in range(hd):
@@ -357,7 +369,7 @@ def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, r
           for b in range(batch):
             t[o, b] += hr[i, b] * wv
       for o in range(hd):
-        tanh_(t[o], tmp[0], tmp[1])
+        tanh_(t[o])
       so = s[y, x]
       for o in range(cd):
         for b in range(batch):
@@ -366,20 +378,47 @@ def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, r
           wv = rbw[i, o]
           for b in range(batch):
             so[o, b] += t[i, b] * wv
-        tanh_(so[o], tmp[0], tmp[1])
+        tanh_(so[o])
+
+
+@numba.njit(**_JIT)
+def code_known_layer(xs, k, layer_bits, w7, b7, win, wh, bl, wa, ba, wb, bb, car, causal,
+                     a1, zrow, a0row, hbuf, cbuf, t0buf, out_p, out_q):
+  """The encoder's pixel loop of layer k, run inside numba: the decoder's exact sequence of
+  `pixel_step` / `channel_head` calls, fed with the known bits (layer_bits [H, W, cd, B] int32)
+  instead of decoded ones. Fills out_p / out_q[y * W + x] for every pixel."""
+  height, width, cd, batch = layer_bits.shape
+  put = layer_bits[0, 0].reshape(cd * batch)[:0]
+  put_y, put_x, put_c0 = -1, 0, 0
+  for y in range(height):
+    for x in range(width):
+      slot = y * width + x
+      pixel_step(xs, k, y, x, put, put_y, put_x, put_c0, w7, b7, win, wh, bl, wa, ba, wb, bb,
+                 a1, zrow, a0row, hbuf, cbuf, t0buf, not causal, out_p, out_q, slot)
+      if causal:
+        for ch in range(cd):
+          channel_head(xs, k, y, x, ch, layer_bits[y, x, ch - 1] if ch else put[:0],
+                       wb, bb, car, t0buf, out_p, out_q, slot)
+        put, put_c0 = layer_bits[y, x, cd - 1], cd - 1
+      else:
+        put = layer_bits[y, x].reshape(cd * batch)
+      put_y, put_x = y, x
+  if put_y >= 0:
+    _put_bits(xs, k * cd + put_c0, put_y, put_x, put)
 
 
 class ChunkCoder:
   """Runs the model over one batch of B equal-shape codes, pixel by pixel, layer by layer.
 
-  `run(exchange)` is the one probability path of both directions. For every coding step (a
-  pixel, or one channel of a pixel in channel-causal mode) it calls `exchange(k, probs)` with
-  the quantised P(1) of that step (float64, layout [channel][sample]) and gets back the int32
-  bits of the step in the same layout, which it writes into the code before the next step. The
-  decoder's exchange decodes them; the encoder's returns the input's bits and keeps the
-  probabilities. `layer_done(k, p_model, p_coded)` (optional) sees a layer's unquantised and
-  quantised probabilities, [H*W, cd, B] in coding order, when the layer is finished.
-  Returns the codes, uint8 [B, H, W, layers*cd].
+  Both directions make the same sequence of `pixel_step` (and, channel-causal, `channel_head`)
+  calls, each reading only bits written by earlier steps:
+  * `decode(exchange)`: a Python loop; for every coding step (a pixel, or one channel of a pixel
+    in channel-causal mode) `exchange(k, probs)` gets the quantised P(1) of that step (float64,
+    layout [channel][sample]) and returns the decoded int32 bits in the same layout, which the
+    next step writes into the code before it reads anything;
+  * `encode(codes)`: the same loop inside numba (`code_known_layer`), fed with the known bits.
+  `layer_done(k, p_model, p_coded)` sees each finished layer's unquantised and quantised
+  probabilities, [H*W, cd, B] in coding order. Both return the codes, uint8 [B, H, W, L*cd].
   """
 
   def __init__(self, net, batch, height, width, layers):
@@ -387,46 +426,64 @@ class ChunkCoder:
     self.shape = (batch, height, width)
     self.layers = layers
 
-  def run(self, exchange, layer_done=None):
+  def encode(self, codes, layer_done):
+    cd = self.net.layer_depth
+    layer_bits = [np.ascontiguousarray(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0),
+                                       dtype=np.int32) for k in range(self.layers)]
     net = self.net
-    batch, height, width = self.shape
-    cd, hd = net.layer_depth, 2 * net.layer_depth
+
+    def code_layer(k, xs, buffers, out_p, out_q):
+      code_known_layer(xs, k, layer_bits[k], net.w7, net.b7, net.win, net.wh, net.bl, net.wa,
+                       net.ba, net.wb, net.bb, net.car, net.channel_causal, *buffers, out_p, out_q)
+
+    return self._run(code_layer, layer_done)
+
+  def decode(self, exchange, layer_done):
+    net = self.net
+    _, height, width = self.shape
+    cd = net.layer_depth
     causal = net.channel_causal
-    xs = np.zeros((height, width, self.layers * cd, batch))
-    s = np.zeros((height, width, cd, batch))
-    rnn_h = np.zeros((height, width, hd, batch))
-    rnn_c = np.zeros_like(rnn_h)
-    a1 = np.empty((height, width, hd, batch))
-    zrow = np.empty((width, 4 * hd, batch))
-    a0row = np.empty((width, hd, batch))
-    hbuf = np.zeros((2, width, hd, batch))
-    cbuf = np.zeros((2, width, hd, batch))
-    t0buf = np.empty((hd, batch))
-    slots = height * width if layer_done is not None else 1
-    out_p = np.empty((slots, cd, batch))
-    out_q = np.empty((slots, cd, batch))
-    for k in range(self.layers):
-      layer_a1(s, net.w3s, net.b3s, k, a1)
-      bits, put_y, put_x, put_c0 = None, -1, 0, 0
+    weights = (net.w7, net.b7, net.win, net.wh, net.bl, net.wa, net.ba, net.wb, net.bb)
+
+    def code_layer(k, xs, buffers, out_p, out_q):
+      bits, put_y, put_x, put_c0 = _NO_BITS, -1, 0, 0
       for y in range(height):
         for x in range(width):
-          slot = y * width + x if slots > 1 else 0
-          pixel_step(xs, k, y, x, bits if bits is not None else _NO_BITS, put_y, put_x, put_c0,
-                     net.w7, net.b7, net.win, net.wh, net.bl, net.wa, net.ba, net.wb, net.bb,
-                     a1, zrow, a0row, hbuf, cbuf, t0buf, not causal, out_p, out_q, slot)
+          slot = y * width + x
+          pixel_step(xs, k, y, x, bits, put_y, put_x, put_c0, *weights, *buffers, not causal,
+                     out_p, out_q, slot)
           if causal:
             bits = _NO_BITS
             for ch in range(cd):
-              channel_head(xs, k, y, x, ch, bits, net.wb, net.bb, net.car, t0buf, out_p, out_q, slot)
+              channel_head(xs, k, y, x, ch, bits, net.wb, net.bb, net.car, buffers[-1], out_p,
+                           out_q, slot)
               bits = exchange(k, out_q[slot, ch])
             put_c0 = cd - 1
           else:
             bits = exchange(k, out_q[slot].reshape(-1))
-            put_c0 = 0
           put_y, put_x = y, x
       put_bits(xs, k * cd + put_c0, put_y, put_x, bits)  # the layer's last pixel
-      if layer_done is not None:
-        layer_done(k, out_p, out_q)
+
+    return self._run(code_layer, layer_done)
+
+  def _run(self, code_layer, layer_done):
+    net = self.net
+    batch, height, width = self.shape
+    cd, hd = net.layer_depth, 2 * net.layer_depth
+    xs = np.zeros((height, width, self.layers * cd, batch), dtype=np.int8)
+    s = np.zeros((height, width, cd, batch))
+    rnn_h = np.zeros((height, width, hd, batch))
+    rnn_c = np.zeros_like(rnn_h)
+    a1 = np.empty((height, width, hd, batch))
+    buffers = (a1, np.empty((width, 4 * hd, batch)), np.empty((width, hd, batch)),
+               np.zeros((2, width, hd, batch)), np.zeros((2, width, hd, batch)),
+               np.empty((hd, batch)))  # a1, zrow, a0row, hbuf, cbuf, t0buf
+    out_p = np.empty((height * width, cd, batch))
+    out_q = np.empty((height * width, cd, batch))
+    for k in range(self.layers):
+      layer_a1(s, net.w3s, net.b3s, k, a1)
+      code_layer(k, xs, buffers, out_p, out_q)
+      layer_done(k, out_p, out_q)
       if k + 1 < self.layers:
         next_state(xs, k, net.sa, net.sab, net.sb, net.sbb, net.rin, net.rh, net.rb,
                    net.ra, net.rab, net.rbw, net.rbb, rnn_h, rnn_c, s)
@@ -443,20 +500,12 @@ def engine_probabilities(net, codes):
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
   layers = net.layers_of(depth, '<codes>')
-  order = [np.ascontiguousarray(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0),
-                                dtype=np.int32) for k in range(layers)]
-  steps = iter([(k, y, x, ch) for k in range(layers) for y in range(height) for x in range(width)
-                for ch in (range(cd) if net.channel_causal else [None])])
   p_model = np.empty((batch, height, width, depth))
   p_coded = np.empty_like(p_model)
-
-  def exchange(k, probs):
-    _, y, x, ch = next(steps)
-    return order[k][y, x].reshape(-1) if ch is None else order[k][y, x, ch]
 
   def layer_done(k, out_p, out_q):
     for target, source in ((p_model, out_p), (p_coded, out_q)):
       target[..., k * cd:(k + 1) * cd] = source.reshape(height, width, cd, batch).transpose(3, 0, 1, 2)
 
-  ChunkCoder(net, batch, height, width, layers).run(exchange, layer_done)
+  ChunkCoder(net, batch, height, width, layers).encode(codes, layer_done)
   return p_model, p_coded

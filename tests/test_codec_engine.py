@@ -74,52 +74,34 @@ def test_engine_handles_codes_of_other_sizes_as_the_full_forward(reference):
 
 
 def test_deterministic_math_is_accurate_and_lane_independent():
-  x = np.linspace(-30, 30, 20001)
-  for fn, want in [(arith.exp_, np.exp(np.clip(x, -80, 80))), (arith.tanh_, np.tanh(x)),
-                   (arith.sigmoid_, 1 / (1 + np.exp(-x)))]:
-    got = x.copy()
-    if fn is arith.exp_:
-      _apply(fn, got, 1)
-      np.testing.assert_allclose(got, want, rtol=1e-14)
-    else:
-      _apply(fn, got, 2)
-      np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)
-    # Same bits whether a value is computed alone, in a short row or in a long SIMD row.
-    for length in (1, 3, 17):
-      piece = x[:length * 50].copy().reshape(50, length)
-      for row in piece:
-        _apply(fn, row, 1 if fn is arith.exp_ else 2)
-      assert np.array_equal(piece.reshape(-1), got[:length * 50])
+  x = np.concatenate([np.linspace(-30, 30, 20001), [0.0, -0.0, 1e-300, -1e-300, 100.0, -100.0]])
+  for name, want, tolerance in [('exp', np.exp(np.clip(x, -80, 80)), dict(rtol=1e-14)),
+                                ('tanh', np.tanh(x), dict(rtol=0, atol=1e-14)),
+                                ('sigmoid', 1 / (1 + np.exp(-x)), dict(rtol=0, atol=1e-14))]:
+    scalar = np.array([_SCALAR[name](v) for v in x])
+    np.testing.assert_allclose(scalar, want, **tolerance)
+    if name == 'exp':
+      continue
+    # The same bits whether a value is computed alone, in a short row or in a long SIMD row.
+    for length in (1, 3, 17, x.size):
+      rows = x[:length * (x.size // length)].copy().reshape(-1, length)
+      for row in rows:
+        _ROW[name](row)
+      assert np.array_equal(rows.reshape(-1), scalar[:rows.size]), (name, length)
 
 
-def _apply(fn, values, scratch_rows):
-  tmp = np.empty((2, values.size))
-  if scratch_rows == 1:
-    _run_exp(values, tmp)
-  elif fn is arith.tanh_:
-    _run_tanh(values, tmp)
-  else:
-    _run_sigmoid(values, tmp)
-
-
-def _jit(fn):
+def _scalar(fn):
   import numba  # pylint: disable=g-import-not-at-top
-  return numba.njit(fn)
+  return numba.njit(lambda v: fn(v))
 
 
-@_jit
-def _run_exp(values, tmp):
-  arith.exp_(values, tmp[0])
+def _row(fn):
+  import numba  # pylint: disable=g-import-not-at-top
+  return numba.njit(lambda row: fn(row))
 
 
-@_jit
-def _run_tanh(values, tmp):
-  arith.tanh_(values, tmp[0], tmp[1])
-
-
-@_jit
-def _run_sigmoid(values, tmp):
-  arith.sigmoid_(values, tmp[0], tmp[1])
+_SCALAR = {'exp': _scalar(arith.exp_s), 'tanh': _scalar(arith.tanh_s), 'sigmoid': _scalar(arith.sigmoid_s)}
+_ROW = {'tanh': _row(arith.tanh_), 'sigmoid': _row(arith.sigmoid_)}
 
 
 def test_channel_causal_engine_matches_its_full_forward(reference):

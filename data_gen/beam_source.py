@@ -30,8 +30,14 @@ from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 
 # Samples per work item: big enough that the kernel and Beam's per-element cost stay small,
-# small enough that 20,000 samples still make ~20 items to spread over workers.
+# small enough that 20,000 samples still make ~20 items to spread over workers. Big codes get
+# fewer per item, so that an item's codes stay within BUNDLE_BITS (16 MiB as uint8).
 DEFAULT_BUNDLE_SIZE = 1024
+BUNDLE_BITS = 1 << 24
+
+
+def auto_bundle_size(shape):
+  return max(1, min(DEFAULT_BUNDLE_SIZE, BUNDLE_BITS // math.prod(shape)))
 METRICS_NAMESPACE = 'entropy_coder.data_gen'
 PROGRESS_INTERVAL_S = 2.0
 EMIT_MODES = ('examples', 'indexed', 'ranges')
@@ -110,7 +116,7 @@ class GenerateSyntheticExamples(beam.PTransform):
     seed: int in [0, 2**64); sample i depends only on (seed, i).
     split: None for all indices, else a split name of `splits`.
     splits: (name, buckets) pairs, see `splits.split_of`.
-    bundle_size: samples generated per work item.
+    bundle_size: samples generated per work item (None: `auto_bundle_size(shape)`).
     with_sample_index: add the int64 feature `sample_index` to every example.
     emit: 'examples' (serialized examples), 'indexed' ((sample index, example) pairs) or
       'ranges' (((a, b), [examples of the range in index order]) per work item).
@@ -119,11 +125,13 @@ class GenerateSyntheticExamples(beam.PTransform):
   """
 
   def __init__(self, count, shape=synthetic.DATASET_SHAPE, seed=0, split=None,
-               splits=splits_lib.DEFAULT_SPLITS, bundle_size=DEFAULT_BUNDLE_SIZE,
+               splits=splits_lib.DEFAULT_SPLITS, bundle_size=None,
                with_sample_index=True, emit='examples', cut_at=(), progress=None, label=None):
     super().__init__(label)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
       raise UserError(f'sample count must be a non-negative int, got {count!r}')
+    if bundle_size is None:
+      bundle_size = auto_bundle_size(synthetic.check_shape(shape))
     if isinstance(bundle_size, bool) or not isinstance(bundle_size, int) or bundle_size < 1:
       raise UserError(f'bundle size must be a positive int, got {bundle_size!r}')
     if emit not in EMIT_MODES:

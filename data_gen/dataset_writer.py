@@ -162,8 +162,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
   shards = default_shards(count) if shards is None else shards
   if not 1 <= shards <= count:
     raise UserError(f'--shards must be between 1 and --count ({count}), got {shards}')
-  bundle_size = beam_source.DEFAULT_BUNDLE_SIZE if bundle_size is None else bundle_size
-  if bundle_size < 1:
+  if bundle_size is not None and bundle_size < 1:
     raise UserError(f'--bundle-size must be at least 1, got {bundle_size}')
   prepare_output_dir(output_dir, overwrite)
 

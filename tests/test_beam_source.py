@@ -124,6 +124,9 @@ def test_index_ranges_cover_split_and_cut():
   eval_ranges = beam_source.index_ranges(1000, 10, split='eval')  # 10 eval samples per range
   assert eval_ranges[0] == (0, 100) and eval_ranges[-1] == (900, 1000)
   assert beam_source.index_ranges(0, 10) == []
+  assert beam_source.auto_bundle_size(synthetic.DATASET_SHAPE) == 1024
+  assert beam_source.auto_bundle_size((1000, 1000, 64)) == 1
+  assert beam_source.auto_bundle_size((256, 256, 32)) == 8
 
 
 @pytest.mark.parametrize('kwargs', [dict(count=-1), dict(count=5, bundle_size=0),

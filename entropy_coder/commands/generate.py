@@ -28,7 +28,7 @@ def register(subparsers):
   parser.add_argument('--shards', default=None, metavar='M',
                       help='number of output files (default: one per 5000 samples)')
   parser.add_argument('--bundle-size', default=None, metavar='B',
-                      help='samples per Beam work item (default 1024)')
+                      help='samples per Beam work item (default 1024, fewer for big codes)')
   parser.add_argument('--overwrite', action='store_true',
                       help='replace the dataset files already in DIR')
   parser.set_defaults(func=run)

@@ -170,15 +170,13 @@ def latest_evaluation(root) -> Evaluation:
   inputs, outputs = _inputs(store, execution.id), _outputs(store, execution.id)
   evaluation = _single(outputs, 'evaluation')
   blessing = _single(outputs, 'blessing')
-  model = _single(inputs, 'model')
-  if evaluation is None or model is None:
+  if evaluation is None:
     raise UserError(describe(root, f'Evaluator execution {execution.id} has no recorded '
-                             'evaluation or model'))
-
+                             'evaluation'))
   by_role = read_metrics(evaluation.uri)
   candidate = by_role.get('candidate', {})
   baseline = by_role.get('baseline')
-
+  model = _candidate_model(inputs, candidate.get('location'))
   blessed = None
   if blessing is not None:
     flag = _property(blessing, 'blessed')
@@ -188,7 +186,7 @@ def latest_evaluation(root) -> Evaluation:
       execution_id=execution.id,
       state=_state_name(execution.last_known_state),
       evaluation_uri=evaluation.uri,
-      model_uri=model.uri,
+      model_uri=model.uri if model is not None else candidate.get('location'),
       baseline_model_uri=baseline['location'] if baseline else None,
       blessed=blessed,
       metrics=candidate.get('metrics', {}),
@@ -196,7 +194,21 @@ def latest_evaluation(root) -> Evaluation:
       changes=candidate.get('changes', {}),
       failed_checks=_failed_checks(evaluation.uri),
       pushed_model_uri=_pushed_uri(store, blessing) if blessing is not None else None,
-      real_compression=_real_compression(store, model))
+      real_compression=_real_compression(store, model) if model is not None else None)
+
+
+def _candidate_model(inputs, location):
+  """The evaluated Model artifact among the execution's inputs.
+
+  Not simply the 'model' input: when the baseline is the candidate itself, ML-Metadata keeps
+  one INPUT event for the artifact and a cached execution may file it under 'baseline_model'.
+  TFMA's record of the candidate's location decides.
+  """
+  models = [a for key in ('model', 'baseline_model') for a in inputs.get(key, [])]
+  for artifact in models:
+    if location and artifact.uri.rstrip('/') == location.rstrip('/'):
+      return artifact
+  return _single(inputs, 'model')
 
 
 def _state_name(state):

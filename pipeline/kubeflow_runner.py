@@ -14,7 +14,6 @@ import os
 
 from entropy_coder.errors import UserError, describe
 from entropy_coder.pipeline import configs
-from entropy_coder.pipeline import pipeline
 
 DEFAULT_IMAGE = configs.DEFAULT_IMAGE
 DEFAULT_KFP_PIPELINE_ROOT = configs.DEFAULT_KFP_PIPELINE_ROOT
@@ -25,6 +24,7 @@ _YAML_SUFFIXES = ('.yaml', '.yml')
 def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
                              pipeline_name: str = configs.PIPELINE_NAME):
   """The local pipeline's DAG, minus the Resolver; artifacts and pushes under pipeline_root."""
+  from entropy_coder.pipeline import pipeline  # pylint: disable=g-import-not-at-top  (TFX: slow)
   return pipeline.create_pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
@@ -74,7 +74,10 @@ def submit(package_file: str, host: str, pipeline_root: str, experiment: str = D
   """Uploads and starts a run on the KFP server at `host`; returns (run id, run URL).
 
   Unreachable or non-KFP hosts fail with one line naming the host, not a urllib3 traceback.
+  A quick probe of KFP's health endpoint comes first: kfp.Client's own check retries five
+  times, 5 s apart, logging a traceback each time, before it gives up on a non-KFP server.
   """
+  import logging  # pylint: disable=g-import-not-at-top
   import kfp  # pylint: disable=g-import-not-at-top
   import kfp_server_api  # pylint: disable=g-import-not-at-top
   import urllib3  # pylint: disable=g-import-not-at-top
@@ -82,6 +85,10 @@ def submit(package_file: str, host: str, pipeline_root: str, experiment: str = D
     raise UserError(describe(package_file, 'no such pipeline package'))
   if not package_file.endswith(_YAML_SUFFIXES):
     raise UserError(describe(package_file, 'kfp.Client takes a compiled .yaml/.yml pipeline'))
+  _probe_kfp_api(host, timeout)
+  root_logger = logging.getLogger()
+  saved_level = root_logger.level
+  root_logger.setLevel(logging.CRITICAL)  # kfp logs each failed health check as a traceback
   try:
     with _socket_timeout(timeout):
       client = kfp.Client(host=host, namespace=namespace or 'kubeflow')
@@ -91,13 +98,39 @@ def submit(package_file: str, host: str, pipeline_root: str, experiment: str = D
   except urllib3.exceptions.MaxRetryError as e:
     raise UserError(f'{host}: cannot reach the Kubeflow Pipelines API '
                     f'({_reason(e.reason)})') from None
-  except (TimeoutError, OSError) as e:
-    raise UserError(f'{host}: no answer from a Kubeflow Pipelines API within {timeout:g} s '
+  except TimeoutError as e:
+    raise UserError(f'{host}: no usable answer from a Kubeflow Pipelines API '
                     f'({_reason(e)})') from None
   except kfp_server_api.ApiException as e:
     raise UserError(f'{host}: Kubeflow Pipelines API refused the run: HTTP {e.status} '
                     f'{(e.reason or "").strip()}') from None
+  finally:
+    root_logger.setLevel(saved_level)
   return result.run_id, f'{host.rstrip("/")}/#/runs/details/{result.run_id}'
+
+
+_HEALTHZ_PATH = '/apis/v2beta1/healthz'
+
+
+def _probe_kfp_api(host, timeout):
+  """One GET of KFP's health endpoint, no retries: fails fast on a wrong or dead host."""
+  import urllib3  # pylint: disable=g-import-not-at-top
+  if not host.startswith(('http://', 'https://')):
+    raise UserError(f'{host}: --host must be an http:// or https:// URL of the KFP API')
+  http = urllib3.PoolManager(timeout=urllib3.Timeout(total=timeout), retries=False)
+  try:
+    response = http.request('GET', host.rstrip('/') + _HEALTHZ_PATH)
+  except urllib3.exceptions.NewConnectionError as e:  # a ConnectTimeoutError subclass in urllib3 1
+    raise UserError(f'{host}: cannot reach the Kubeflow Pipelines API ({_reason(e)})') from None
+  except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError):
+    raise UserError(f'{host}: no answer from a Kubeflow Pipelines API within '
+                    f'{timeout:g} s') from None
+  except urllib3.exceptions.HTTPError as e:
+    raise UserError(f'{host}: cannot reach the Kubeflow Pipelines API ({_reason(e)})') from None
+  if response.status != 200:
+    hint = ' (behind a login? port-forward the ml-pipeline-ui service)' if 300 <= response.status < 400 else ''
+    raise UserError(f'{host}: not a Kubeflow Pipelines API (GET {_HEALTHZ_PATH} answered '
+                    f'HTTP {response.status}){hint}')
 
 
 def _reason(error):

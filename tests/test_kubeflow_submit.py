@@ -1,0 +1,156 @@
+"""`pipeline submit`: one-line errors for bad hosts, and a real upload to a stand-in KFP API.
+
+The stand-in is a local HTTP server speaking the few KFP v2beta1 endpoints kfp.Client uses
+(health, experiments, runs); it records what the client sent so the test can check that the
+run carries our compiled PipelineSpec and the pipeline root.
+"""
+import http.server
+import json
+import socket
+import threading
+import time
+
+import pytest
+import yaml
+
+from entropy_coder import cli
+from entropy_coder.errors import UserError
+from entropy_coder.pipeline import kubeflow_runner
+
+SPEC = {'pipelineInfo': {'name': 'entropy-coder'}, 'root': {'dag': {'tasks': {}}},
+        'schemaVersion': '2.1.0', 'sdkVersion': 'tfx-1.16.0'}
+
+
+@pytest.fixture
+def package(tmp_path):
+  path = tmp_path / 'pipeline.yaml'
+  path.write_text(yaml.safe_dump(SPEC))
+  return str(path)
+
+
+def _closed_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+class _Server:
+  """An HTTP server on a free port, served from a thread, for the duration of a test."""
+
+  def __init__(self, handler):
+    self.httpd = http.server.HTTPServer(('127.0.0.1', 0), handler)
+    self.url = f'http://127.0.0.1:{self.httpd.server_port}'
+    self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+  def __enter__(self):
+    self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self.httpd.shutdown()
+    self.httpd.server_close()
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+
+  def log_message(self, *args):
+    pass
+
+
+class _Error500(_Quiet):
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self.send_response(500)
+    self.end_headers()
+
+
+class _FakeKfp(_Quiet):
+  """The KFP v2beta1 API as far as kfp.Client.create_run_from_pipeline_package goes."""
+  requests = []
+
+  def _reply(self, body):
+    data = json.dumps(body).encode()
+    self.send_response(200)
+    self.send_header('Content-Type', 'application/json')
+    self.send_header('Content-Length', str(len(data)))
+    self.end_headers()
+    self.wfile.write(data)
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self.requests.append(('GET', self.path, None))
+    if self.path.startswith('/apis/v2beta1/healthz'):
+      self._reply({'multi_user': False})
+    elif self.path.startswith('/apis/v2beta1/experiments'):
+      self._reply({'experiments': [], 'total_size': 0})
+    else:
+      self.send_response(404)
+      self.end_headers()
+
+  def do_POST(self):  # pylint: disable=invalid-name
+    body = json.loads(self.rfile.read(int(self.headers['Content-Length'])) or b'{}')
+    self.requests.append(('POST', self.path, body))
+    if self.path.startswith('/apis/v2beta1/experiments'):
+      self._reply({'experiment_id': 'exp-1', 'display_name': body.get('display_name')})
+    elif self.path.startswith('/apis/v2beta1/runs'):
+      self._reply({'run_id': 'run-7', 'display_name': body.get('display_name')})
+    else:
+      self.send_response(404)
+      self.end_headers()
+
+
+def test_closed_port_is_one_line_cannot_reach(package):
+  host = f'http://127.0.0.1:{_closed_port()}'
+  start = time.monotonic()
+  with pytest.raises(UserError, match=r'cannot reach the Kubeflow Pipelines API .*refused'):
+    kubeflow_runner.submit(package, host, pipeline_root='gs://b/r', timeout=2)
+  assert time.monotonic() - start < 2
+
+
+def test_cli_prints_one_line_and_exits_2(package, capsys):
+  host = f'http://127.0.0.1:{_closed_port()}'
+  status = cli.main(['pipeline', 'submit', '--host', host, '--package', package, '--timeout', '2'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 2
+  assert err[-1].startswith(f'entropy-coder pipeline: error: {host}: cannot reach')
+  assert 'Traceback' not in '\n'.join(err)
+
+
+def test_non_kfp_server_and_silent_server_fail_fast(package):
+  with _Server(_Error500) as server:
+    with pytest.raises(UserError, match='not a Kubeflow Pipelines API .*HTTP 500'):
+      kubeflow_runner.submit(package, server.url, pipeline_root='gs://b/r', timeout=2)
+  with socket.socket() as silent:  # accepts connections, never answers
+    silent.bind(('127.0.0.1', 0))
+    silent.listen(1)
+    start = time.monotonic()
+    with pytest.raises(UserError, match='no answer .* within 1 s'):
+      kubeflow_runner.submit(package, f'http://127.0.0.1:{silent.getsockname()[1]}',
+                             pipeline_root='gs://b/r', timeout=1)
+    assert time.monotonic() - start < 5
+
+
+def test_submit_uploads_the_compiled_spec_with_the_pipeline_root(package):
+  _FakeKfp.requests = []
+  with _Server(_FakeKfp) as server:
+    run_id, url = kubeflow_runner.submit(package, server.url, pipeline_root='gs://bucket/root',
+                                         experiment='exp', run_name='r1', timeout=5)
+  assert run_id == 'run-7' and url.endswith('/#/runs/details/run-7')
+  runs = [body for method, path, body in _FakeKfp.requests
+          if method == 'POST' and path.startswith('/apis/v2beta1/runs')]
+  assert len(runs) == 1
+  run = runs[0]
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  sent = json_format.ParseDict(run['pipeline_spec'], pipeline_spec_pb2.PipelineSpec())
+  assert sent == json_format.ParseDict(SPEC, pipeline_spec_pb2.PipelineSpec())
+  assert run['runtime_config']['pipeline_root'] == 'gs://bucket/root'
+  assert run['experiment_id'] == 'exp-1' and run['display_name'] == 'r1'
+
+
+def test_package_must_exist_and_be_yaml(tmp_path, package):
+  with pytest.raises(UserError, match='no such pipeline package'):
+    kubeflow_runner.submit(str(tmp_path / 'missing.yaml'), 'http://localhost:1', 'gs://b/r')
+  as_json = tmp_path / 'pipeline.json'
+  as_json.write_text('{}')
+  with pytest.raises(UserError, match=r'\.yaml'):
+    kubeflow_runner.submit(str(as_json), 'http://localhost:1', 'gs://b/r')

@@ -10,6 +10,7 @@ Named `inspect_runs` rather than `inspect` so it can never shadow the standard l
 `inspect` (which TensorFlow and Beam import) when a script runs from inside this folder.
 """
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional
 
@@ -230,17 +231,22 @@ def _pushed_uri(store, blessing):
 
 
 def _real_compression(store, model):
-  """Numbers the RealCompressionCheck recorded for this model (custom properties), if it ran."""
+  """The report RealCompressionCheck wrote for this model (real bits per bit etc.), if it ran."""
+  from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
   for execution in reversed(_executions_of(store, _REAL_COMPRESSION_TYPE_SUFFIX)):
     consumed = _single(_inputs(store, execution.id), 'model')
     if consumed is None or consumed.id != model.id:
       continue
-    values = {}
-    for artifacts in _outputs(store, execution.id).values():
-      for artifact in artifacts:
-        for name in artifact.custom_properties:
-          value = _property(artifact, name)
-          if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[name] = value
-    return values
+    output = _single(_outputs(store, execution.id), 'compression')
+    if output is None:
+      return None
+    path = os.path.join(output.uri, real_compression.REPORT_FILE)
+    try:
+      with open(path, encoding='utf-8') as f:
+        report = json.load(f)
+    except (OSError, ValueError):
+      return None
+    return {k: v for k, v in report.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)} | {
+                'round_trip_ok': bool(report.get('round_trip_ok'))}
   return None

@@ -1,0 +1,118 @@
+"""The Kubeflow build: a PipelineSpec kfp.Client reads, with exactly the local DAG minus the Resolver."""
+import json
+
+import pytest
+from google.protobuf import json_format
+
+from entropy_coder import cli
+from entropy_coder.errors import UserError
+from entropy_coder.pipeline import configs
+from entropy_coder.pipeline import kfp_local
+from entropy_coder.pipeline import kubeflow_runner
+from entropy_coder.pipeline import pipeline
+
+IMAGE = 'registry.example/entropy-coder:test'
+ROOT = 'gs://bucket/entropy'
+ENTRYPOINT = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
+SETTINGS = configs.RunSettings(count=500, train_steps=7, max_code_length=0.9)
+
+
+@pytest.fixture(scope='module')
+def compiled(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp('kfp') / 'pipeline.yaml')
+  kubeflow_runner.compile_pipeline(path, SETTINGS.checked(), image=IMAGE, pipeline_root=ROOT)
+  return path
+
+
+def _local_dag(tmp_path):
+  """{node id: {input key: (producer id, output key)}} and executor class paths, run locally."""
+  dag = pipeline.create_pipeline(
+      pipeline_name='p', pipeline_root=str(tmp_path), model_config=SETTINGS.model_config,
+      train_config=SETTINGS.train_config, train_steps=SETTINGS.train_steps,
+      serving_model_dir=str(tmp_path / 'serving'), count=SETTINGS.count,
+      real_compression_check=SETTINGS.real_compression_check, use_resolver=True)
+  edges, executors = {}, {}
+  for node in dag.components:
+    edges[node.id] = {}
+    for key, channel in node.inputs.items():
+      # None: the Resolver's own inputs (queries of ML-Metadata, no producer in this DAG).
+      producer = next(iter(channel.get_data_dependent_node_ids()), None)
+      # Output channels name their key; the Resolver's resolved channel is marked as such.
+      edges[node.id][key] = (producer, getattr(channel, 'output_key', 'resolved'))
+    spec = getattr(node, 'executor_spec', None)
+    executor_class = getattr(spec, 'executor_class', None)
+    if executor_class is not None:
+      executors[node.id] = f'{executor_class.__module__}.{executor_class.__name__}'
+  return edges, executors
+
+
+def test_kfp_client_reads_it_as_a_pipeline_spec_2_1(compiled):
+  from kfp.client import client as kfp_client  # pylint: disable=g-import-not-at-top
+  document = kfp_client._extract_pipeline_yaml(compiled)  # pylint: disable=protected-access
+  assert document.pipeline_spec.schema_version == '2.1.0'
+  assert document.pipeline_spec.pipeline_info.name == configs.PIPELINE_NAME
+  assert kfp_local.load_pipeline_spec(compiled) == document.pipeline_spec
+
+
+def test_tasks_and_edges_are_the_local_dag_minus_the_resolver(compiled, tmp_path):
+  spec = kfp_local.load_pipeline_spec(compiled)
+  local_edges, local_executors = _local_dag(tmp_path)
+  resolver = pipeline.RESOLVER_ID
+  assert resolver in local_edges
+  expected = {node: {key: source for key, source in inputs.items() if source[0] != resolver}
+              for node, inputs in local_edges.items() if node != resolver}
+  compiled_edges = {
+      name: {key: (channel.task_output_artifact.producer_task,
+                   channel.task_output_artifact.output_artifact_key)
+             for key, channel in task.inputs.artifacts.items()}
+      for name, task in spec.root.dag.tasks.items()}
+  assert compiled_edges == expected
+  assert kfp_local.task_order(spec).index('Trainer') < kfp_local.task_order(spec).index('Evaluator')
+
+  executors = json_format.MessageToDict(spec.deployment_spec)['executors']
+  for name, task in spec.root.dag.tasks.items():
+    container = executors[spec.components[task.component_ref.name].executor_label]['container']
+    assert container['image'] == IMAGE
+    assert container['command'] == ENTRYPOINT
+    args = container['args']
+    assert args[args.index('--executor_class_path') + 1] == local_executors[name]
+    assert args[args.index('--json_serialized_invocation_args') + 1] == '{{$}}'
+
+
+def test_parameters_carry_the_settings(compiled):
+  spec = kfp_local.load_pipeline_spec(compiled)
+  tasks = spec.root.dag.tasks
+
+  def constant(task, key):
+    return tasks[task].inputs.parameters[key].runtime_value.constant.string_value
+
+  custom = json.loads(constant('Trainer', 'custom_config'))
+  assert custom['model_config'] == SETTINGS.model_config
+  assert custom['train_config'] == SETTINGS.train_config
+  assert json.loads(constant('Trainer', 'train_args')) == {'num_steps': 7}
+  push = json.loads(constant('Pusher', 'push_destination'))
+  assert push['filesystem']['base_directory'] == f'{ROOT}/{configs.SERVING_MODEL_DIRNAME}'
+  eval_config = json.loads(constant('Evaluator', 'eval_config'))
+  (threshold,) = [m['threshold'] for m in eval_config['metrics_specs'][0]['metrics']
+                  if m['class_name'] == 'CodeLength']
+  assert threshold['value_threshold']['upper_bound'] == 0.9
+  query = json.loads(json.loads(constant('SyntheticCodeGen', 'input_config'))['splits'][0]['pattern'])
+  assert query['count'] == 500
+
+
+def test_only_yaml_output_is_written(tmp_path):
+  with pytest.raises(UserError, match=r'\.yaml or \.yml'):
+    kubeflow_runner.compile_pipeline(str(tmp_path / 'p.json'), SETTINGS, image=IMAGE)
+  assert not (tmp_path / 'p.json').exists()
+
+
+def test_cli_compile_writes_the_file(tmp_path, capsys):
+  out = tmp_path / 'cli.yaml'
+  status = cli.main(['pipeline', 'compile', '--output', str(out), '--image', IMAGE,
+                     '--pipeline-root', ROOT, '--count', '123'])
+  assert status == 0 and out.exists()
+  assert str(out) in capsys.readouterr().out
+  spec = kfp_local.load_pipeline_spec(str(out))
+  pattern = json.loads(spec.root.dag.tasks['SyntheticCodeGen'].inputs.parameters['input_config']
+                       .runtime_value.constant.string_value)['splits'][0]['pattern']
+  assert json.loads(pattern)['count'] == 123

@@ -7,7 +7,7 @@
 from `entropy_coder.model_files.read_model_files(model_dir)`. docs/FORMAT.md describes the file.
 """
 from entropy_coder.codec.api import (CodingStats, compress, compress_with_stats, decompress,
-                                     decompress_with_stats, read_header)
+                                     decompress_with_stats, read_header, warm_up)
 
 __all__ = ['CodingStats', 'compress', 'compress_with_stats', 'decompress',
-           'decompress_with_stats', 'read_header']
+           'decompress_with_stats', 'read_header', 'warm_up']

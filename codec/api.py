@@ -245,3 +245,11 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
 def decompress(data, model_files, progress=None, **options):
   """bytes -> list of uint8 [H, W, D] codes, exactly those given to compress()."""
   return decompress_with_stats(data, model_files, progress, **options)[0]
+
+
+def warm_up(model_files):
+  """Codes one tiny code both ways, so numba compiles (first run, ~20-40 s) or loads its cache
+  before real work starts; the CLI shows a notice meanwhile."""
+  net = build_network(model_files)
+  tiny = [np.zeros((2, 2, net.layer_depth), np.uint8)]
+  decompress(compress(tiny, model_files, threads=1), model_files, threads=1)

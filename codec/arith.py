@@ -80,13 +80,13 @@ def sigmoid_s(x):
   return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
 
-@numba.njit(inline='always', **JIT_OPTIONS)
+@numba.njit(**JIT_OPTIONS)
 def tanh_(v):
   for b in range(v.shape[0]):
     v[b] = tanh_s(v[b])
 
 
-@numba.njit(inline='always', **JIT_OPTIONS)
+@numba.njit(**JIT_OPTIONS)
 def sigmoid_(v):
   for b in range(v.shape[0]):
     v[b] = sigmoid_s(v[b])

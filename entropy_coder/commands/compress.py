@@ -10,6 +10,7 @@ tf.Example layout whatever the input layout was; the codes are identical bit for
 import glob
 import os
 import sys
+import threading
 import time
 
 
@@ -121,8 +122,22 @@ def _report(verb, stats, seconds):
 
 
 def _open_model(path):
-  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
-  return model_files.read_model_files(path)
+  """Reads the model and readies the engine, with a notice if numba has to compile it."""
+  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
+  files = model_files.read_model_files(path)
+  ready = threading.Event()
+
+  def notice():
+    if not ready.wait(2.0):
+      print('preparing the codec engine (numba compiles it on the first run, about a minute; '
+            'later runs load it from the cache)...', file=sys.stderr, flush=True)
+
+  threading.Thread(target=notice, daemon=True).start()
+  try:
+    codec.warm_up(files)
+  finally:
+    ready.set()
+  return files
 
 
 def run_compress(args):

@@ -29,7 +29,9 @@ from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
 from entropy_coder.errors import UserError, describe
 
 # At most this many samples share a chunk (one batch of the engine, one range-coder stream).
-MAX_CHUNK_SAMPLES = 128
+MAX_CHUNK_SAMPLES = 256
+# Groups of at least twice this many codes are split into two or more chunks.
+MIN_SPLIT_SAMPLES = 32
 # ... and at most this many code bits, which bounds the engine's memory per chunk.
 MAX_CHUNK_BITS = 1 << 23
 
@@ -67,13 +69,18 @@ def packed_crc(code):
 
 
 def plan_chunks(shapes):
-  """Sample shapes -> list of (shape, [sample indices]); depends on the input only."""
+  """Sample shapes -> list of (shape, [sample indices]); depends on the input only.
+
+  Big chunks amortise the per-pixel call overhead over more samples; at least two chunks per
+  shape group (from 2 * MIN_SPLIT_SAMPLES codes on) let two cores work on mid-sized inputs.
+  """
   groups = {}
   for index, shape in enumerate(shapes):
     groups.setdefault(tuple(shape), []).append(index)
   plan = []
   for shape, indices in groups.items():
-    per_chunk = max(1, min(MAX_CHUNK_SAMPLES, MAX_CHUNK_BITS // math.prod(shape)))
+    limit = max(1, min(MAX_CHUNK_SAMPLES, MAX_CHUNK_BITS // math.prod(shape)))
+    per_chunk = min(limit, max(MIN_SPLIT_SAMPLES, -(-len(indices) // 2)))
     count = -(-len(indices) // per_chunk)
     bounds = [round(i * len(indices) / count) for i in range(count + 1)]
     plan += [(shape, indices[a:b]) for a, b in zip(bounds, bounds[1:])]
@@ -116,11 +123,11 @@ def _encode_chunk(net, codes, progress):
   encoder = StreamEncoder()
   theory = [0.0]
 
-  def layer_done(k, out_p, out_q):
+  def layer_done(k, out_p, out_q, layer_bits):
     # Symbols in the decoder's order: [y][x][channel][sample].
     bits = codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1)
     encoder.encode(bits, out_q.reshape(-1))
-    theory[0] += _code_length(bits, out_p)
+    theory[0] += _code_length(layer_bits, out_p)
     progress.add(bits.size)
 
   decoded = ChunkCoder(net, batch, height, width, depth // cd).encode(codes, layer_done)
@@ -142,7 +149,7 @@ def _decode_chunk(net, chunk, payload, source, progress):
   row_bits = chunk.width * cd * chunk.samples
   steps_per_row = chunk.width * (cd if net.channel_causal else 1)
   state = {'steps': 0}
-  layers = {}
+  theory = [0.0]
 
   def exchange(k, probs):
     bits = decoder.decode(probs)
@@ -152,15 +159,13 @@ def _decode_chunk(net, chunk, payload, source, progress):
       progress.add(row_bits)
     return bits
 
-  def layer_done(k, out_p, out_q):
-    layers[k] = out_p.copy()
+  def layer_done(k, out_p, out_q, layer_bits):
+    theory[0] += _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
                      chunk.depth // cd).decode(exchange, layer_done)
   decoder.check_consumed()
-  theory = sum(_code_length(codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1), p)
-               for k, p in layers.items())
-  return codes, theory
+  return codes, theory[0]
 
 
 def _run_parallel(jobs, threads):

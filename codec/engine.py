@@ -417,8 +417,8 @@ class ChunkCoder:
     layout [channel][sample]) and returns the decoded int32 bits in the same layout, which the
     next step writes into the code before it reads anything;
   * `encode(codes)`: the same loop inside numba (`code_known_layer`), fed with the known bits.
-  `layer_done(k, p_model, p_coded)` sees each finished layer's unquantised and quantised
-  probabilities, [H*W, cd, B] in coding order. Both return the codes, uint8 [B, H, W, L*cd].
+  `layer_done(k, p_model, p_coded, bits)` sees each finished layer's unquantised and quantised
+  probabilities, [H*W, cd, B] in coding order, and its bits (int32, flat, the same order). Both return the codes, uint8 [B, H, W, L*cd].
   """
 
   def __init__(self, net, batch, height, width, layers):
@@ -483,7 +483,7 @@ class ChunkCoder:
     for k in range(self.layers):
       layer_a1(s, net.w3s, net.b3s, k, a1)
       code_layer(k, xs, buffers, out_p, out_q)
-      layer_done(k, out_p, out_q)
+      layer_done(k, out_p, out_q, (xs[:, :, k * cd:(k + 1) * cd] > 0).astype(np.int32).reshape(-1))
       if k + 1 < self.layers:
         next_state(xs, k, net.sa, net.sab, net.sb, net.sbb, net.rin, net.rh, net.rb,
                    net.ra, net.rab, net.rbw, net.rbb, rnn_h, rnn_c, s)
@@ -503,7 +503,7 @@ def engine_probabilities(net, codes):
   p_model = np.empty((batch, height, width, depth))
   p_coded = np.empty_like(p_model)
 
-  def layer_done(k, out_p, out_q):
+  def layer_done(k, out_p, out_q, _):
     for target, source in ((p_model, out_p), (p_coded, out_q)):
       target[..., k * cd:(k + 1) * cd] = source.reshape(height, width, cd, batch).transpose(3, 0, 1, 2)
 

@@ -24,10 +24,9 @@ SETTINGS = configs.RunSettings(
                   'samples_per_decay': 20000},
     count=200, code_shape=(8, 8, 4), seed=3, train_steps=20,
     # A bound any model of this size meets, so the first model is surely blessed.
-    max_code_length=1.5,
-    real_compression_check=False)
+    max_code_length=1.5)
 
-COMPONENTS = ('SyntheticCodeGen', 'Trainer', 'Evaluator', 'Pusher')
+COMPONENTS = ('SyntheticCodeGen', 'Trainer', 'Evaluator', 'Pusher', 'RealCompressionCheck')
 
 
 def _executions(root):
@@ -105,6 +104,13 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
   assert tfma_metrics['example_count'] == 20
   assert 0.5 < code_length < 1.2  # a real model of these codes, not a constant
 
+  # The real bitstream of the eval split decoded exactly, at about the model's code length
+  # (a range coder's overhead on 1280 bits plus the file header).
+  real = evaluation.real_compression
+  assert real['round_trip_ok'] and real['sample_count'] == 20
+  assert real['theoretical_bits_per_bit'] == pytest.approx(code_length, rel=1e-4)
+  assert code_length <= real['real_payload_bits_per_bit'] < code_length + 0.05
+
   # Blessed (under the bound, no baseline yet) and pushed: the very model, byte for byte.
   assert evaluation.blessed is True and evaluation.baseline_model_uri is None
   assert os.path.dirname(evaluation.pushed_model_uri) == paths.serving_model_dir
@@ -137,7 +143,8 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
 
 def test_model_over_the_bound_is_not_blessed_and_not_pushed(tmp_path):
   root = str(tmp_path / 'root')
-  impossible = SETTINGS.replace(max_code_length=0.01, count=100, train_steps=5)
+  impossible = SETTINGS.replace(max_code_length=0.01, count=100, train_steps=5,
+                                real_compression_check=False)
   paths = local_runner.run(impossible, root)
 
   evaluation = inspect_runs.latest_evaluation(root)

@@ -195,8 +195,12 @@ def test_cli_errors_are_one_line_exit_2(model, packed, tmp_path):
   not_a_model.mkdir()
   done = _cli('compress', '--model', str(not_a_model), str(damaged), '-o', str(tmp_path / 'x.nec'))
   assert done.returncode == 2 and 'not an entropy-coder model directory' in done.stderr
-  done = _cli('decompress', '--model', model.path, str(tmp_path / 'missing.nec'), '-o', 'x')
+  done = _cli('decompress', '--model', model.path, str(tmp_path / 'missing.nec'), '-o',
+              str(tmp_path / 'x'))
   assert done.returncode == 2 and 'missing.nec' in done.stderr
+  done = _cli('decompress', '--model', model.path, str(damaged), '-o', str(damaged))
+  assert done.returncode == 2 and 'exists; pass --overwrite' in done.stderr
+  assert damaged.read_bytes() == packed[:-3]
 
 
 def test_sample_order_table_must_be_a_permutation(model):

@@ -23,6 +23,7 @@ def register(subparsers):
                       help='model directory (train output, Trainer artifact or Pusher destination)')
   parser.add_argument('input', help='.npz code (original format) or TFRecord file/glob of codes')
   parser.add_argument('-o', '--output', required=True, help='compressed file to write')
+  parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
   parser.set_defaults(func=run_compress)
@@ -35,6 +36,7 @@ def register(subparsers):
                       help='model directory (train output, Trainer artifact or Pusher destination)')
   parser.add_argument('input', help='compressed file written by `entropy-coder compress`')
   parser.add_argument('-o', '--output', required=True, help='restored .npz or TFRecord file')
+  parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
   parser.set_defaults(func=run_decompress)
@@ -140,8 +142,15 @@ def _open_model(path):
   return files
 
 
+def _check_output(args):
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  if os.path.exists(args.output) and not args.overwrite:
+    raise UserError(describe(args.output, 'exists; pass --overwrite to replace it'))
+
+
 def run_compress(args):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
+  _check_output(args)
   files = _open_model(args.model)
   codes, fmt, layer_depth = _read_input(args.input)
   progress = _ProgressLine('compress')
@@ -161,6 +170,7 @@ def run_compress(args):
 def run_decompress(args):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  _check_output(args)
   files = _open_model(args.model)
   try:
     with open(args.input, 'rb') as f:

@@ -8,7 +8,7 @@ import pytest
 
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
-from tests.helpers import REFERENCE_DIR
+from helpers import REFERENCE_DIR
 
 # The rule written out again, independently of the module, as offsets -> expected bit
 # (ORIGINAL.md §3): rows y-1..y-3 at columns x-2..x of the same plane, planes d-1..d-4 at the

@@ -117,22 +117,23 @@ def test_two_replicas_give_the_same_loss_and_update_as_one(tmp_path):
   assert results['one']['losses'][1] != results['one']['losses'][0]  # the first step trained
 
 
-def test_cli_train_then_code_length_on_a_sample(examples, tmp_path):
+def test_cli_train_then_code_length_on_a_sample(examples, tmp_path, capsys):
+  """In-process through cli.main (the cross-process CLI path is covered by the codec tests)."""
   root, _ = examples
   configs = os.path.join(REPO, 'configs', 'demo')
   train_dir = str(tmp_path / 'run')
-  subprocess.run(CLI + ['train', '--model-config', os.path.join(configs, 'model_config.json'),
-                        '--train-config', os.path.join(configs, 'train_config.json'),
-                        '--examples', root, '--train-dir', train_dir, '--steps', '20',
-                        '--log-every', '10'], check=True, capture_output=True, text=True, timeout=300)
+  assert cli.main(['train', '--model-config', os.path.join(configs, 'model_config.json'),
+                   '--train-config', os.path.join(configs, 'train_config.json'),
+                   '--examples', root, '--train-dir', train_dir, '--steps', '20',
+                   '--log-every', '10']) == 0
+  assert 'step 20/20' in capsys.readouterr().err
   sample = str(tmp_path / 'sample.npz')
-  subprocess.run(CLI + ['sample', '--output', sample, '--seed', '4'], check=True, timeout=120,
-                 capture_output=True)
+  assert cli.main(['sample', '--output', sample, '--seed', '4']) == 0
   plot = str(tmp_path / 'layers.png')
-  run = subprocess.run(CLI + ['code-length', '--model', os.path.join(train_dir, 'model'),
-                              '--input', sample, '--json', '--plot', plot],
-                       capture_output=True, text=True, timeout=300, check=True)
-  result = json.loads(run.stdout)
+  capsys.readouterr()
+  assert cli.main(['code-length', '--model', os.path.join(train_dir, 'model'), '--input', sample,
+                   '--json', '--plot', plot]) == 0
+  result = json.loads(capsys.readouterr().out)
   assert result['samples'] == 1 and result['coded_bits'] == 31 * 36 * 8
   assert 0.5 < result['bits_per_bit'] < 1.2
   assert result['compression_ratio'] == pytest.approx(1 / result['bits_per_bit'])

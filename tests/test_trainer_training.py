@@ -50,6 +50,9 @@ def test_training_takes_held_out_code_length_clearly_below_one_bit(trained):
 def test_training_resumes_from_the_latest_checkpoint(trained, examples):
   trainer, _, _, train_dir = trained
   root, _ = examples
+  # Checkpoint keys are the weights' names (TF escapes '/' as '.S'), not creation order.
+  keys = {name for name, _ in tf.train.list_variables(trainer.manager.latest_checkpoint)}
+  assert 'model/layer1.Sbrnn.Srow_lstm.Shidden_conv.Skernel/.ATTRIBUTES/VARIABLE_VALUE' in keys
   restarted = train_loop.Trainer(MODEL, TRAIN, train_dir, seed=1)
   assert restarted.restore() == 300
   for name, value in trainer.model.named_weights().items():

@@ -24,7 +24,6 @@ setuptools.setup(
     python_requires='>=3.10,<3.11',
     packages=list(_FOLDERS),
     package_dir=_FOLDERS,
-    package_data={'entropy_coder': ['configs/*/*.json']},
     install_requires=[
         'tfx==1.16.0',
         'tensorflow==2.16.2',

@@ -147,23 +147,16 @@ def _decode_chunk(net, chunk, payload, source, progress):
   cd = net.layer_depth
   decoder = StreamDecoder(payload, source)
   row_bits = chunk.width * cd * chunk.samples
-  steps_per_row = chunk.width * (cd if net.channel_causal else 1)
-  state = {'steps': 0}
   theory = [0.0]
 
-  def exchange(k, probs):
-    bits = decoder.decode(probs)
-    state['steps'] += 1
-    if state['steps'] == steps_per_row:
-      state['steps'] = 0
-      progress.add(row_bits)
-    return bits
+  def row_done(k, y):
+    progress.add(row_bits)
 
   def layer_done(k, out_p, out_q, layer_bits):
     theory[0] += _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
-                     chunk.depth // cd).decode(exchange, layer_done)
+                     chunk.depth // cd).decode(decoder.decode, layer_done, row_done)
   decoder.check_consumed()
   return codes, theory[0]
 

@@ -412,10 +412,10 @@ class ChunkCoder:
 
   Both directions make the same sequence of `pixel_step` (and, channel-causal, `channel_head`)
   calls, each reading only bits written by earlier steps:
-  * `decode(exchange)`: a Python loop; for every coding step (a pixel, or one channel of a pixel
-    in channel-causal mode) `exchange(k, probs)` gets the quantised P(1) of that step (float64,
-    layout [channel][sample]) and returns the decoded int32 bits in the same layout, which the
-    next step writes into the code before it reads anything;
+  * `decode(decode_bits)`: a Python loop; for every coding step (a pixel, or one channel of a
+    pixel in channel-causal mode) `decode_bits(probs)` gets the quantised P(1) of that step
+    (float64, layout [channel][sample]) and returns the decoded int32 bits in the same layout,
+    which the next step writes into the code before it reads anything;
   * `encode(codes)`: the same loop inside numba (`code_known_layer`), fed with the known bits.
   `layer_done(k, p_model, p_coded, bits)` sees each finished layer's unquantised and quantised
   probabilities, [H*W, cd, B] in coding order, and its bits (int32, flat, the same order). Both return the codes, uint8 [B, H, W, L*cd].
@@ -438,30 +438,38 @@ class ChunkCoder:
 
     return self._run(code_layer, layer_done)
 
-  def decode(self, exchange, layer_done):
+  def decode(self, decode_bits, layer_done, row_done=None):
+    """decode_bits(probs) -> int32 bits of one step; row_done(k, y) after each row (progress)."""
     net = self.net
     _, height, width = self.shape
     cd = net.layer_depth
     causal = net.channel_causal
-    weights = (net.w7, net.b7, net.win, net.wh, net.bl, net.wa, net.ba, net.wb, net.bb)
+    heads = not causal
+    w7, b7, win, wh, bl, wa, ba, wb, bb, car = (net.w7, net.b7, net.win, net.wh, net.bl, net.wa,
+                                                net.ba, net.wb, net.bb, net.car)
 
     def code_layer(k, xs, buffers, out_p, out_q):
+      # This loop runs H*W times per layer for the whole batch: kept lean on purpose.
+      a1, zrow, a0row, hbuf, cbuf, t0buf = buffers
+      step_probs = [row.reshape(-1) for row in out_q]  # each step's P(1), [channel][sample]
       bits, put_y, put_x, put_c0 = _NO_BITS, -1, 0, 0
+      slot = 0
       for y in range(height):
         for x in range(width):
-          slot = y * width + x
-          pixel_step(xs, k, y, x, bits, put_y, put_x, put_c0, *weights, *buffers, not causal,
-                     out_p, out_q, slot)
+          pixel_step(xs, k, y, x, bits, put_y, put_x, put_c0, w7, b7, win, wh, bl, wa, ba, wb,
+                     bb, a1, zrow, a0row, hbuf, cbuf, t0buf, heads, out_p, out_q, slot)
           if causal:
             bits = _NO_BITS
             for ch in range(cd):
-              channel_head(xs, k, y, x, ch, bits, net.wb, net.bb, net.car, buffers[-1], out_p,
-                           out_q, slot)
-              bits = exchange(k, out_q[slot, ch])
+              channel_head(xs, k, y, x, ch, bits, wb, bb, car, t0buf, out_p, out_q, slot)
+              bits = decode_bits(out_q[slot, ch])
             put_c0 = cd - 1
           else:
-            bits = exchange(k, out_q[slot].reshape(-1))
+            bits = decode_bits(step_probs[slot])
           put_y, put_x = y, x
+          slot += 1
+        if row_done is not None:
+          row_done(k, y)
       put_bits(xs, k * cd + put_c0, put_y, put_x, bits)  # the layer's last pixel
 
     return self._run(code_layer, layer_done)

@@ -191,6 +191,7 @@ def test_cli_errors_are_one_line_exit_2(model, packed, tmp_path):
   done = _cli('decompress', '--model', model.path, str(damaged), '-o', str(tmp_path / 'out.tfrecord'))
   assert done.returncode == 2
   assert done.stderr.strip().count('\n') == 0 and 'damaged.nec: truncated' in done.stderr
+  assert done.stdout == ''
   not_a_model = tmp_path / 'empty_dir'
   not_a_model.mkdir()
   done = _cli('compress', '--model', str(not_a_model), str(damaged), '-o', str(tmp_path / 'x.nec'))

@@ -123,10 +123,9 @@ def _report(verb, stats, seconds):
   ])
 
 
-def _open_model(path):
-  """Reads the model and readies the engine, with a notice if numba has to compile it."""
-  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
-  files = model_files.read_model_files(path)
+def _ready_engine(files):
+  """Readies the engine before real work, with a notice if numba has to compile it."""
+  from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   ready = threading.Event()
 
   def notice():
@@ -139,7 +138,6 @@ def _open_model(path):
     codec.warm_up(files)
   finally:
     ready.set()
-  return files
 
 
 def _check_output(args):
@@ -149,10 +147,11 @@ def _check_output(args):
 
 
 def run_compress(args):
-  from entropy_coder import codec  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
   _check_output(args)
-  files = _open_model(args.model)
+  files = model_files.read_model_files(args.model)
   codes, fmt, layer_depth = _read_input(args.input)
+  _ready_engine(files)
   progress = _ProgressLine('compress')
   start = time.monotonic()
   try:
@@ -170,13 +169,16 @@ def run_compress(args):
 def run_decompress(args):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   _check_output(args)
-  files = _open_model(args.model)
+  files = model_files.read_model_files(args.model)
   try:
     with open(args.input, 'rb') as f:
       data = f.read()
   except OSError as e:
     raise UserError(describe(args.input, f'cannot read ({e.strerror})')) from None
+  codec.read_header(data, args.input)  # a damaged file fails here, before any engine work
+  _ready_engine(files)
   progress = _ProgressLine('decompress')
   start = time.monotonic()
   try:

@@ -36,7 +36,6 @@ _TAP_DY = np.array([dy for dy, _ in TAPS_7X7], dtype=np.int64)
 _TAP_DX = np.array([dx for _, dx in TAPS_7X7], dtype=np.int64)
 
 
-
 @numba.njit(inline='always', **_JIT)
 def _quantize(pred, out_p, out_q):
   """pred row in (-1, 1) -> P(1) as the model says (out_p) and on the coder's grid (out_q)."""
@@ -418,7 +417,8 @@ class ChunkCoder:
     which the next step writes into the code before it reads anything;
   * `encode(codes)`: the same loop inside numba (`code_known_layer`), fed with the known bits.
   `layer_done(k, p_model, p_coded, bits)` sees each finished layer's unquantised and quantised
-  probabilities, [H*W, cd, B] in coding order, and its bits (int32, flat, the same order). Both return the codes, uint8 [B, H, W, L*cd].
+  probabilities, [H*W, cd, B] in coding order, and its bits (int32, flat, the same order).
+  Both return the codes, uint8 [B, H, W, L*cd].
   """
 
   def __init__(self, net, batch, height, width, layers):

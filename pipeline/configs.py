@@ -83,6 +83,9 @@ class RunSettings:
     if not isinstance(self.change_tolerance, (int, float)):
       raise UserError(describe(source, f'"change_tolerance" must be a number, '
                                f'got {self.change_tolerance!r}'))
+    if not isinstance(self.real_compression_check, bool):
+      raise UserError(describe(source, f'"real_compression_check" must be true or false, '
+                               f'got {self.real_compression_check!r}'))
     if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
     return dataclasses.replace(self, code_shape=tuple(shape))

@@ -141,19 +141,39 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
     assert third[component][-1] == 'CACHED', third
 
 
-def test_model_over_the_bound_is_not_blessed_and_not_pushed(tmp_path):
+def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp_path, capsys):
+  """Through `entropy-coder pipeline run --config FILE --max-code-length 0.01`, as a user would."""
+  from entropy_coder import cli  # pylint: disable=g-import-not-at-top
   root = str(tmp_path / 'root')
-  impossible = SETTINGS.replace(max_code_length=0.01, count=100, train_steps=5,
-                                real_compression_check=False)
-  paths = local_runner.run(impossible, root)
+  config = tmp_path / 'tiny.json'
+  config.write_text(json.dumps({
+      'model_config': SETTINGS.model_config, 'train_config': SETTINGS.train_config,
+      'count': 100, 'code_shape': [8, 8, 4], 'train_steps': 5, 'real_compression_check': False}))
+  status = cli.main(['pipeline', 'run', '--pipeline-root', root, '--config', str(config),
+                     '--max-code-length', '0.01'])
+  captured = capsys.readouterr()
+  assert status == 0
+  assert 'blessed            NO (code_length (bound)' in captured.out
+  assert 'pushed model       none (not blessed)' in captured.out
+  assert '] Trainer done in' in captured.err  # one progress line per component
 
   evaluation = inspect_runs.latest_evaluation(root)
   assert evaluation.metrics['code_length'] > 0.01
   assert evaluation.blessed is False
-  assert any(check.startswith('code_length (bound)') for check in evaluation.failed_checks)
   assert evaluation.pushed_model_uri is None
   pushed = _output_uri(root, 'Pusher', 'pushed_model')
   assert pushed.custom_properties['pushed'].int_value == 0
-  assert not os.path.exists(paths.serving_model_dir) or not os.listdir(paths.serving_model_dir)
+  serving = os.path.join(root, configs.SERVING_MODEL_DIRNAME)
+  assert not os.path.exists(serving) or not os.listdir(serving)
   blessing = _output_uri(root, 'Evaluator', 'blessing')
   assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
+
+  # `entropy-coder metrics` reads the same run back: JSON for scripts, and the layer plot.
+  plot = tmp_path / 'layers.png'
+  assert cli.main(['metrics', root, '--json', '--plot', str(plot)]) == 0
+  shown = json.loads(capsys.readouterr().out)
+  assert shown['blessed'] is False
+  assert shown['metrics']['code_length'] == pytest.approx(evaluation.metrics['code_length'])
+  assert sorted(k for k in shown['metrics'] if k.startswith('code_length_layer_')) == [
+      'code_length_layer_00', 'code_length_layer_01']
+  assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

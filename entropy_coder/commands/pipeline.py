@@ -196,23 +196,47 @@ class _ProgressHandler(logging.Handler):
     print(line, file=sys.stderr, flush=True)
 
 
+_NOISE = (
+    'property_predicate is not supported',  # TFX's Resolver, every run
+    "Couldn't find python-snappy",  # Beam's TFRecord writer, a speed note
+    'tf_record_iterator (from tensorflow.python.lib.io.tf_record) is deprecated',  # TFMA's reader
+)
+
+
 def _is_noise(message):
-  """TFX warnings that every run prints and that say nothing about this run."""
-  return 'property_predicate is not supported' in message
+  """Library warnings that every run prints and that say nothing about this run."""
+  return any(text in message for text in _NOISE)
+
+
+class _NoiseFilter(logging.Filter):
+
+  def filter(self, record):
+    return not _is_noise(record.getMessage())
 
 
 @contextlib.contextmanager
 def _component_progress():
-  """Shows which component runs (and which were cached) instead of TFX's INFO firehose."""
+  """Shows which component runs (and which were cached) instead of TFX's INFO firehose.
+
+  The level is set through absl's verbosity flag, not on the logger: TensorFlow's SavedModel
+  code saves and restores that flag around every save (trackable/autotrackable.py), which
+  would silently reset a level set on the logger alone.
+  """
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logger = logging.getLogger('absl')
-  saved = absl_logger.level, absl_logger.propagate, list(absl_logger.handlers)
-  handler = _ProgressHandler()
-  absl_logger.setLevel(logging.INFO)
+  saved = absl_logging.get_verbosity(), absl_logger.propagate, list(absl_logger.handlers)
+  absl_logging.set_verbosity(absl_logging.INFO)
   absl_logger.propagate = False
-  absl_logger.handlers = [handler]
+  absl_logger.handlers = [_ProgressHandler()]
+  noise_filter = _NoiseFilter()
+  noisy = [logging.getLogger(name) for name in ('tensorflow', 'apache_beam.io.tfrecordio')]
+  for logger in noisy:
+    logger.addFilter(noise_filter)
   try:
     yield
   finally:
-    absl_logger.setLevel(saved[0])
+    for logger in noisy:
+      logger.removeFilter(noise_filter)
+    absl_logging.set_verbosity(saved[0])
     absl_logger.propagate = saved[1]
     absl_logger.handlers = saved[2]

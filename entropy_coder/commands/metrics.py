@@ -81,10 +81,20 @@ def format_table(evaluation):
   elif evaluation.blessed is not None:
     tail.append('not pushed')
   if evaluation.real_compression:
-    tail.append('real compression: ' + ', '.join(
-        f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}'
-        for k, v in sorted(evaluation.real_compression.items())))
+    tail.append(format_real_compression(evaluation.real_compression))
   return '\n'.join(head + lines + tail)
+
+
+def format_real_compression(report):
+  """One line on the real bitstream of the eval split (RealCompressionCheck's report)."""
+  def get(key):
+    value = report.get(key)
+    return '-' if value is None else f'{value:.4f}'
+  exact = 'exact' if report.get('round_trip_ok') else 'FAILED'
+  return (f'real bitstream {get("real_bits_per_bit")} bits/bit with header '
+          f'(payload {get("real_payload_bits_per_bit")}, model {get("theoretical_bits_per_bit")}; '
+          f'zstd -19 {get("zstd19_bits_per_bit")}, xz -9 {get("xz9_bits_per_bit")}), '
+          f'round trip {exact} on {report.get("sample_count", "?")} codes')
 
 
 def plot_layers(evaluation, path):

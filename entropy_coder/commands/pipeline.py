@@ -119,6 +119,7 @@ def run(args):
 
 
 def summary(evaluation, paths):
+  from entropy_coder.commands import metrics as metrics_command  # pylint: disable=g-import-not-at-top
   code_length = evaluation.metrics.get('code_length')
   ratio = evaluation.metrics.get('compression_ratio')
   lines = [
@@ -127,6 +128,8 @@ def summary(evaluation, paths):
       f'compression ratio  {ratio:.4f}' if ratio is not None else '',
       'blessed            ' + {True: 'yes', False: 'NO', None: 'unknown'}[evaluation.blessed]
       + ('' if not evaluation.failed_checks else ' (' + '; '.join(evaluation.failed_checks) + ')'),
+      ('real bitstream     ' + metrics_command.format_real_compression(evaluation.real_compression)
+       .split(' ', 2)[2] if evaluation.real_compression else ''),
       f'metrics (TFMA)     {evaluation.evaluation_uri}',
       f'pushed model       {evaluation.pushed_model_uri or "none (not blessed)"}',
       f'all pushes         {paths.serving_model_dir}',

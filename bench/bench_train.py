@@ -263,7 +263,15 @@ def markdown_table(result):
 
 
 def main():
-  args = _parse()
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    _main(_parse())
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def _main(args):
   if args.combine:
     results = []
     for path in args.combine:

@@ -142,8 +142,8 @@ def _code_length(bits, p_model):
   return float(-np.log2(np.where(bits == 1, p, 1.0 - p)).sum())
 
 
-def _decode_chunk(net, chunk, payload, source, progress):
-  """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits)."""
+def _decode_chunk(net, chunk, payload, source, progress, with_theory):
+  """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits or 0.0)."""
   cd = net.layer_depth
   decoder = StreamDecoder(payload, source)
   row_bits = chunk.width * cd * chunk.samples
@@ -153,7 +153,8 @@ def _decode_chunk(net, chunk, payload, source, progress):
     progress.add(row_bits)
 
   def layer_done(k, out_p, out_q, layer_bits):
-    theory[0] += _code_length(layer_bits, out_p)
+    if with_theory:
+      theory[0] += _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
                      chunk.depth // cd).decode(decoder.decode, layer_done, row_done)
@@ -191,7 +192,7 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
            source_layer_depth=source_layer_depth, fingerprint=net.fingerprint),
       chunks, sample_index, sample_crc, [payload for payload, _ in results])
   stats = CodingStats(samples=len(checked), code_bits=sum(code.size for code in checked),
-                      theoretical_bits=sum(theory for _, theory in results),
+                      theoretical_bits=sum(ideal for _, ideal in results),
                       payload_bytes=sum(len(payload) for payload, _ in results), file_bytes=len(data))
   return data, stats
 
@@ -206,8 +207,12 @@ def read_header(data, source='<data>'):
   return bitstream.parse(bytes(data), source)
 
 
-def decompress_with_stats(data, model_files, progress=None, source='<data>', threads=None):
-  """bytes -> (list of uint8 [H, W, D] codes in the original order, CodingStats, Header)."""
+def decompress_with_stats(data, model_files, progress=None, source='<data>', threads=None,
+                          theory=True):
+  """bytes -> (list of uint8 [H, W, D] codes in the original order, CodingStats, Header).
+
+  theory=False skips the theoretical code length (stats.theoretical_bits = 0), ~4% faster.
+  """
   data = bytes(data)
   header = bitstream.parse(data, source)
   net = build_network(model_files)
@@ -222,7 +227,7 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
   counter = _Progress(progress, sum(c.samples * c.height * c.width * c.depth for c in header.chunks))
   payloads = list(bitstream.chunk_payloads(data, header))
   jobs = [lambda chunk=chunk, payload=payload, i=i:
-          _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter)
+          _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory)
           for i, (chunk, payload) in enumerate(zip(header.chunks, payloads))]
   results = _run_parallel(jobs, threads)
   codes = [None] * header.sample_count
@@ -235,14 +240,14 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
       codes[header.sample_index[position]] = code
       position += 1
   stats = CodingStats(samples=header.sample_count, code_bits=sum(code.size for code in codes),
-                      theoretical_bits=sum(theory for _, theory in results),
+                      theoretical_bits=sum(ideal for _, ideal in results),
                       payload_bytes=header.payload_size, file_bytes=len(data))
   return codes, stats, header
 
 
 def decompress(data, model_files, progress=None, **options):
   """bytes -> list of uint8 [H, W, D] codes, exactly those given to compress()."""
-  return decompress_with_stats(data, model_files, progress, **options)[0]
+  return decompress_with_stats(data, model_files, progress, theory=False, **options)[0]
 
 
 def warm_up(model_files):

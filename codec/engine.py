@@ -138,7 +138,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
 
   First writes the previous pixel's decoded bits (`put_*`; put_y < 0: none). Leaves t0 (the
   pre-activation of out1x1_a) in t0buf and, if `heads`, the probabilities of all cd channels
-  in out_p / out_q[slot] (layout [channel][sample]).
+  in out_p / out_q[slot] (flat, layout [channel][sample]).
   """
   height, width, _, batch = xs.shape
   cd = b7.shape[1] // 2
@@ -227,7 +227,8 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
         for b in range(batch):
           pre[ch, b] += t[i, b] * wv
       tanh_(pre[ch])
-      _quantize(pre[ch], out_p[slot, ch], out_q[slot, ch])
+      _quantize(pre[ch], out_p[slot, ch * batch:(ch + 1) * batch],
+                out_q[slot, ch * batch:(ch + 1) * batch])
 
 
 @numba.njit(**_JIT)
@@ -260,7 +261,8 @@ def channel_head(xs, k, y, x, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q, s
     for b in range(batch):
       pre[0, b] += t[i, b] * wv
   tanh_(pre[0])
-  _quantize(pre[0], out_p[slot, ch], out_q[slot, ch])
+  _quantize(pre[0], out_p[slot, ch * batch:(ch + 1) * batch],
+            out_q[slot, ch * batch:(ch + 1) * batch])
 
 
 @numba.njit(inline='always', **_JIT)
@@ -441,7 +443,7 @@ class ChunkCoder:
   def decode(self, decode_bits, layer_done, row_done=None):
     """decode_bits(probs) -> int32 bits of one step; row_done(k, y) after each row (progress)."""
     net = self.net
-    _, height, width = self.shape
+    batch, height, width = self.shape
     cd = net.layer_depth
     causal = net.channel_causal
     heads = not causal
@@ -451,7 +453,6 @@ class ChunkCoder:
     def code_layer(k, xs, buffers, out_p, out_q):
       # This loop runs H*W times per layer for the whole batch: kept lean on purpose.
       a1, zrow, a0row, hbuf, cbuf, t0buf = buffers
-      step_probs = [row.reshape(-1) for row in out_q]  # each step's P(1), [channel][sample]
       bits, put_y, put_x, put_c0 = _NO_BITS, -1, 0, 0
       slot = 0
       for y in range(height):
@@ -462,10 +463,10 @@ class ChunkCoder:
             bits = _NO_BITS
             for ch in range(cd):
               channel_head(xs, k, y, x, ch, bits, wb, bb, car, t0buf, out_p, out_q, slot)
-              bits = decode_bits(out_q[slot, ch])
+              bits = decode_bits(out_q[slot, ch * batch:(ch + 1) * batch])
             put_c0 = cd - 1
           else:
-            bits = decode_bits(step_probs[slot])
+            bits = decode_bits(out_q[slot])
           put_y, put_x = y, x
           slot += 1
         if row_done is not None:
@@ -486,8 +487,8 @@ class ChunkCoder:
     buffers = (a1, np.empty((width, 4 * hd, batch)), np.empty((width, hd, batch)),
                np.zeros((2, width, hd, batch)), np.zeros((2, width, hd, batch)),
                np.empty((hd, batch)))  # a1, zrow, a0row, hbuf, cbuf, t0buf
-    out_p = np.empty((height * width, cd, batch))
-    out_q = np.empty((height * width, cd, batch))
+    out_p = np.empty((height * width, cd * batch))  # per pixel: [channel][sample]
+    out_q = np.empty((height * width, cd * batch))
     for k in range(self.layers):
       layer_a1(s, net.w3s, net.b3s, k, a1)
       code_layer(k, xs, buffers, out_p, out_q)

@@ -13,7 +13,7 @@ On synthetic 35x48x8 codes (`generate_codes`) with the reference weights of the 
 
 Prints a Markdown table for docs/BENCHMARKS.md (and `--json` for machines).
 
-    .venv/bin/python bench/bench_codec.py                 # 512 codes, about 1 minute
+    .venv/bin/python bench/bench_codec.py --breakdown     # 512 codes, about 1-2 minutes
     .venv/bin/python bench/bench_codec.py --samples 128   # quicker
 """
 import argparse
@@ -28,7 +28,7 @@ import numpy as np
 import zstandard
 
 from entropy_coder import codec, model_files
-from entropy_coder.codec import naive, network
+from entropy_coder.codec import bitstream, engine, naive, network, range_coder
 from entropy_coder.data_gen import synthetic
 
 REFERENCE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
@@ -45,8 +45,8 @@ def _parse():
   parser.add_argument('--weights', default=REFERENCE)
   parser.add_argument('--seed', type=int, default=2017)
   parser.add_argument('--json', help='also write the results to this JSON file')
-  parser.add_argument('--profile', action='store_true',
-                      help='also print where the decoder spends its CPU time (1 thread, cProfile)')
+  parser.add_argument('--breakdown', action='store_true',
+                      help='also measure where the decoder spends its CPU time (1 thread)')
   return parser.parse_args()
 
 
@@ -115,32 +115,70 @@ def main():
       'xz9e_bits_per_bit': 8 * xz_bytes / bits,
       'load_average_1min': os.getloadavg()[0],
   }
+  if args.breakdown:
+    results['decode_breakdown_1_thread'] = _breakdown(net, files, sub_data, max(3, args.repeats))
   print(_table(results))
-  if args.profile:
-    print(_profile(lambda: codec.decompress(sub_data, files, threads=1), len(sub)))
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(results, f, indent=2)
 
 
-def _profile(fn, samples):
-  """CPU time per sample of the decoder's parts, from cProfile with a CPU-time clock."""
-  import cProfile  # pylint: disable=g-import-not-at-top
-  import pstats  # pylint: disable=g-import-not-at-top
-  profile = cProfile.Profile(time.process_time)
-  profile.runcall(fn)
-  stats = pstats.Stats(profile).stats
-  rows, whole = [], 0.0
-  for (path, _, name), (_, calls, own, cumulative, _) in stats.items():
-    whole = max(whole, cumulative)
-    if own / samples > 20e-6:
-      rows.append((own, calls, f'{os.path.basename(path)}:{name}' if path != '~' else name))
-  lines = ['', f'Decoder CPU time by function (own time, 1 thread, {samples} codes; total '
-           f'{1e3 * whole / samples:.2f} ms/code incl. profiler overhead):', '',
-           '| function | calls | ms per code | share |', '|---|---|---|---|']
-  for own, calls, name in sorted(rows, reverse=True):
-    lines.append(f'| `{name}` | {calls} | {1e3 * own / samples:.3f} | {100 * own / whole:.0f}% |')
-  return '\n'.join(lines)
+def _breakdown(net, files, data, repeats):
+  """Where one thread's decode CPU time goes, per code. Four runs, interleaved, best of
+  `repeats` each: the whole decode; the decoder's loop with recorded bits instead of
+  constriction (engine + Python step loop); the encoder's numba loop (the same engine kernels,
+  no Python per step); constriction alone (the decoder's exact decode calls replayed).
+  Measured directly rather than with cProfile, whose per-call cost would swamp a ~10 us step."""
+  header = codec.read_header(data)
+  payloads = list(bitstream.chunk_payloads(data, header))
+  chunks = header.chunks
+  recorded = []  # per chunk: [(probs, bits)] of every decode call
+
+  def recording(decoder, calls):
+    def decode_bits(probs):
+      bits = decoder.decode(probs)
+      calls.append((probs.copy(), bits))
+      return bits
+    return decode_bits
+
+  codes = []
+  for chunk, payload in zip(chunks, payloads):
+    recorded.append([])
+    coder = engine.ChunkCoder(net, chunk.samples, chunk.height, chunk.width, chunk.depth // 2)
+    codes.append(coder.decode(recording(range_coder.StreamDecoder(payload, 'bench'), recorded[-1]),
+                              lambda *args: None))
+
+  def whole():
+    codec.decompress(data, files, threads=1)
+
+  def replayed_bits():
+    for chunk, calls in zip(chunks, recorded):
+      replay = iter([bits for _, bits in calls])
+      engine.ChunkCoder(net, chunk.samples, chunk.height, chunk.width, chunk.depth // 2).decode(
+          lambda probs: next(replay), lambda *args: None)
+
+  def engine_only():
+    for chunk, chunk_codes in zip(chunks, codes):
+      engine.ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
+                        chunk.depth // 2).encode(chunk_codes, lambda *args: None)
+
+  def constriction_only():
+    for payload, calls in zip(payloads, recorded):
+      decoder = range_coder.StreamDecoder(payload, 'bench')
+      for probs, _ in calls:
+        decoder.decode(probs)
+
+  runs = {'decode_ms': whole, 'replayed_ms': replayed_bits, 'engine_ms': engine_only,
+          'constriction_ms': constriction_only}
+  best = {name: float('inf') for name in runs}
+  for _ in range(repeats):
+    for name, fn in runs.items():
+      start = time.process_time()
+      fn()
+      best[name] = min(best[name], time.process_time() - start)
+  result = {name: 1e3 * seconds / header.sample_count for name, seconds in best.items()}
+  result.update(codes=header.sample_count, chunk_samples=[c.samples for c in chunks])
+  return result
 
 
 def _table(r):
@@ -163,7 +201,28 @@ def _table(r):
       f'| real file incl. header | {r["file_bits_per_bit"]:.5f} bits/bit ({r["file_gap_percent"]:+.3f}%) |',
       f'| zstd -19 on packed bits | {r["zstd19_bits_per_bit"]:.5f} bits/bit |',
       f'| xz -9e on packed bits | {r["xz9e_bits_per_bit"]:.5f} bits/bit |',
-  ])
+  ] + _breakdown_rows(r.get('decode_breakdown_1_thread')))
+
+
+def _breakdown_rows(b):
+  if not b:
+    return []
+  share = lambda ms: f'{100.0 * ms / b["decode_ms"]:.0f}%'
+  loop = b['replayed_ms'] - b['engine_ms']
+  rest = b['decode_ms'] - b['replayed_ms'] - b['constriction_ms']
+  return [
+      '',
+      f'Decoder CPU time, 1 thread, {b["codes"]} codes in chunks of {b["chunk_samples"]} '
+      '(best of interleaved runs):',
+      '',
+      '| part | ms per code | share of the decode |',
+      '|---|---|---|',
+      f'| whole decode | {b["decode_ms"]:.2f} | 100% |',
+      f'| engine kernels (encoder\'s numba loop: pixel steps, state block, a1) | {b["engine_ms"]:.2f} | {share(b["engine_ms"])} |',
+      f'| Python step loop + numba dispatch (decoder with replayed bits minus the above) | {loop:.2f} | {share(loop)} |',
+      f'| constriction range decoding (the same calls replayed) | {b["constriction_ms"]:.2f} | {share(b["constriction_ms"])} |',
+      f'| rest (CRCs, header, result assembly; noise) | {rest:.2f} | {share(rest)} |',
+  ]
 
 
 if __name__ == '__main__':

@@ -92,8 +92,13 @@ def executor_input(spec, task_name, pipeline_root, upstream):
   return result
 
 
-def task_command(spec, task_name, invocation):
-  """The container's command + args with `{{$}}` replaced by the JSON ExecutorInput."""
+def task_commands(spec, task_name, invocation):
+  """[(what, command + args)] of one task, `{{$}}` replaced by the JSON ExecutorInput.
+
+  A `lifecycle.preCacheCheck` hook (TFX's driver of file-based ExampleGens: it fingerprints
+  the input files and writes the span into the outputFile) runs first, as KFP runs it before
+  its cache check; then the executor itself.
+  """
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   task = spec.root.dag.tasks[task_name]
   label = spec.components[task.component_ref.name].executor_label
@@ -103,8 +108,17 @@ def task_command(spec, task_name, invocation):
                     'a Vertex AI runtime (e.g. the latest-blessed-model Resolver)')
   container = executor['container']
   payload = json_format.MessageToJson(invocation)
-  args = [payload if arg == _INVOCATION_PLACEHOLDER else arg for arg in container.get('args', [])]
-  return list(container['command']) + args, container.get('image', '')
+
+  def substituted(step):
+    args = [payload if arg == _INVOCATION_PLACEHOLDER else arg for arg in step.get('args', [])]
+    return list(step['command']) + args
+
+  commands = []
+  hook = container.get('lifecycle', {}).get('preCacheCheck')
+  if hook:
+    commands.append(('preCacheCheck', substituted(hook)))
+  commands.append(('executor', substituted(container)))
+  return commands, container.get('image', '')
 
 
 def run_compiled(spec_path: str, pipeline_root: str,
@@ -122,18 +136,19 @@ def run_compiled(spec_path: str, pipeline_root: str,
   order = task_order(spec)
   for number, task_name in enumerate(order, 1):
     invocation = executor_input(spec, task_name, pipeline_root, produced)
-    command, image = task_command(spec, task_name, invocation)
+    commands, image = task_commands(spec, task_name, invocation)
     os.makedirs(os.path.dirname(invocation.outputs.output_file), exist_ok=True)
     progress(f'[{number}/{len(order)}] {task_name} (image {image}) ...')
     start = time.monotonic()
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    log_path = os.path.join(pipeline_root, task_name, 'task.log')
-    with open(log_path, 'w', encoding='utf-8') as log:
-      log.write(completed.stdout + completed.stderr)
-    if completed.returncode:
-      last = (completed.stderr.strip().splitlines() or ['(no output)'])[-1]
-      raise UserError(f'task {task_name} failed with exit status {completed.returncode}: '
-                      f'{last} (full log: {log_path})')
+    for what, command in commands:
+      completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+      log_path = os.path.join(pipeline_root, task_name, f'{what}.log')
+      with open(log_path, 'w', encoding='utf-8') as log:
+        log.write(completed.stdout + completed.stderr)
+      if completed.returncode:
+        last = (completed.stderr.strip().splitlines() or ['(no output)'])[-1]
+        raise UserError(f'task {task_name} ({what}) failed with exit status '
+                        f'{completed.returncode}: {last} (full log: {log_path})')
     output = pipeline_spec_pb2.ExecutorOutput()
     with open(invocation.outputs.output_file, encoding='utf-8') as f:
       json_format.Parse(f.read(), output, ignore_unknown_fields=True)

@@ -38,9 +38,9 @@ def create_pipeline(
     train_config: dict,
     train_steps: int,
     serving_model_dir: str,
-    count: int = 3000,
-    code_shape: Tuple[int, int, int] = (16, 16, 8),
-    seed: int = 0,
+    count: int,
+    code_shape: Tuple[int, int, int],
+    seed: int,
     codes_dir: Optional[str] = None,
     max_code_length: float = eval_config_lib.DEFAULT_MAX_CODE_LENGTH,
     change_tolerance: float = eval_config_lib.DEFAULT_CHANGE_TOLERANCE,
@@ -54,7 +54,7 @@ def create_pipeline(
 
   Args:
     codes_dir: None generates `count` synthetic codes of `code_shape` from `seed`; a directory
-      of the original's `.npz` codes imports those instead.
+      of the original's `.npz` codes imports those instead (`seed` still seeds training).
     model_config, train_config: the original's JSON keys, passed to the Trainer's run_fn.
     train_steps: the Trainer's step limit.
     max_code_length: blessing bound on the eval split's code length, bits per bit.

@@ -30,6 +30,7 @@ def _local_dag(tmp_path):
       pipeline_name='p', pipeline_root=str(tmp_path), model_config=SETTINGS.model_config,
       train_config=SETTINGS.train_config, train_steps=SETTINGS.train_steps,
       serving_model_dir=str(tmp_path / 'serving'), count=SETTINGS.count,
+      code_shape=SETTINGS.code_shape, seed=SETTINGS.seed,
       real_compression_check=SETTINGS.real_compression_check, use_resolver=True)
   edges, executors = {}, {}
   for node in dag.components:

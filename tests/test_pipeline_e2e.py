@@ -177,3 +177,16 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   assert sorted(k for k in shown['metrics'] if k.startswith('code_length_layer_')) == [
       'code_length_layer_00', 'code_length_layer_01']
   assert plot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+  # The notebook recipe of docs/PIPELINE.md works on this evaluation.
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_eval_result(evaluation.evaluation_uri)
+  assert result.get_metrics_for_slice()['code_length']['doubleValue'] == pytest.approx(
+      evaluation.metrics['code_length'])
+  assert type(tfma.view.render_slicing_metrics(result)).__name__ == 'SlicingMetricsViewer'
+  assert not tfma.load_validation_result(evaluation.evaluation_uri).validation_ok
+  frame = tfma.dataframe.metrics_as_dataframes(tfma.load_metrics(evaluation.evaluation_uri))
+  table = frame.double_value
+  names = list(table[('metric_keys', 'name')])
+  values = list(table[('metric_values', 'double_value')])
+  assert values[names.index('code_length')] == pytest.approx(evaluation.metrics['code_length'])

@@ -20,6 +20,7 @@ import os
 import threading
 import zlib
 
+import numba
 import numpy as np
 
 from entropy_coder.codec import bitstream
@@ -136,10 +137,14 @@ def _encode_chunk(net, codes, progress):
   return encoder.finish(), theory[0]
 
 
+@numba.njit(nogil=True, cache=True)
 def _code_length(bits, p_model):
-  """Sum of -log2 P(true bit) under the model's unquantised probabilities."""
-  p = p_model.reshape(-1)
-  return float(-np.log2(np.where(bits == 1, p, 1.0 - p)).sum())
+  """Sum of -log2 P(true bit) under the model's unquantised probabilities (same flat order)."""
+  p = p_model.reshape(bits.size)
+  total = 0.0
+  for i in range(bits.size):
+    total -= math.log2(p[i] if bits[i] else 1.0 - p[i])
+  return total
 
 
 def _decode_chunk(net, chunk, payload, source, progress, with_theory):

@@ -191,6 +191,8 @@ class _ProgressHandler(logging.Handler):
       took = time.monotonic() - self._node_start.get(node, self._start)
       how = 'cached' if node in self._cached else f'done in {took:.0f}s'
       self._print(f'[{elapsed:5.0f}s] {node} {how}')
+    elif message.startswith('Execution ') and message.endswith(' failed.'):
+      self._print(f'[{elapsed:5.0f}s] {getattr(self, "_current", "a component")} FAILED')
     elif record.levelno >= logging.WARNING and not _is_noise(message):
       self._print(f'{record.levelname}: {message.splitlines()[0]}')
 
@@ -212,9 +214,20 @@ def _is_noise(message):
 
 
 class _NoiseFilter(logging.Filter):
+  """Drops library noise, and Beam's traceback of a UserError (the CLI prints it as one line)."""
 
   def filter(self, record):
+    if record.exc_info and _is_user_error(record.exc_info[1]):
+      return False
     return not _is_noise(record.getMessage())
+
+
+def _is_user_error(error):
+  while error is not None:
+    if isinstance(error, UserError):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 @contextlib.contextmanager
@@ -232,7 +245,8 @@ def _component_progress():
   absl_logger.propagate = False
   absl_logger.handlers = [_ProgressHandler()]
   noise_filter = _NoiseFilter()
-  noisy = [logging.getLogger(name) for name in ('tensorflow', 'apache_beam.io.tfrecordio')]
+  noisy = [logging.getLogger(name) for name in
+           ('tensorflow', 'apache_beam.io.tfrecordio', 'apache_beam.runners.common')]
   for logger in noisy:
     logger.addFilter(noise_filter)
   try:

@@ -92,3 +92,21 @@ def test_metrics_without_a_store_or_without_evaluations(tmp_path, capsys):
   assert lines[0].endswith('nowhere: no such pipeline root')
   assert 'no ML-Metadata store (metadata.sqlite)' in lines[1]
   assert 'has no finished Evaluator run yet' in lines[2]
+
+
+def test_a_users_error_inside_a_component_is_one_line_naming_it(tmp_path, capsys):
+  """Bad input found only when the ExampleGen runs: no Beam traceback, the component named."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  codes = tmp_path / 'codes'
+  codes.mkdir()
+  codes_format.write_npz(str(codes / 'only.npz'), np.zeros((4, 4, 2), np.uint8), layer_depth=2)
+  status = cli.main(['pipeline', 'run', '--pipeline-root', str(tmp_path / 'root'),
+                     '--codes-dir', str(codes)])
+  err = capsys.readouterr().err
+  assert status == 2
+  assert 'Traceback' not in err
+  assert '] NpzCodeImport FAILED' in err
+  last = err.strip().splitlines()[-1]
+  assert last.startswith(f'entropy-coder pipeline: error: {codes}: 1 samples leave split eval empty')
+  assert 'NpzCodeImport' in last

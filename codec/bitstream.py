@@ -24,7 +24,7 @@ from entropy_coder.errors import UserError, describe
 MAGIC = b'\x89NEC\r\n\x1a\n'   # 'NEC' = neural entropy coder; \r\n, \x1a catch text-mode mangling
 VERSION = 1
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
-# q/2^16 (q in [1, 65535]) from the float64 incremental engine with deterministic exp (arith.py).
+# q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py).
 CODER_ID = 1
 FLAG_CHANNEL_CAUSAL = 1
 FLAG_SAMPLE_ORDER = 2

@@ -18,37 +18,45 @@ reading only bits written before. The decoder gets those bits from the range dec
 calls (a Python loop); the encoder feeds the known bits (the same loop in numba,
 `code_known_layer`, which saves the per-call overhead). Nothing depends on the batch size or the
 thread count: arrays are laid out [..., sample] and every loop runs over samples innermost, so
-each sample's arithmetic is the same float64 sequence (fixed summation order, deterministic
+each sample's arithmetic is the same float32 sequence (fixed summation order, deterministic
 exp/tanh from arith.py, no fastmath) whether it runs alone, in a SIMD lane or in a batch of 128.
 Probabilities are rounded to a 1/2^16 grid (`_quantize`) before they reach the range coder.
 """
+import dataclasses
+
 import numba
 import numpy as np
 
 from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
-from entropy_coder.codec.arith import sigmoid_, tanh_
+from entropy_coder.codec.arith import F32, HALF, ONE, ZERO, sigmoid_, tanh_
 from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
 
 # Probabilities reach the range coder as q / 2^16 with q an integer in [1, 2^16 - 1].
 PROB_BITS = 16
-_PROB_SCALE = float(1 << PROB_BITS)
+_PROB_SCALE = F32(1 << PROB_BITS)
+_PROB_SCALE_F64 = float(1 << PROB_BITS)
+_CLIP = F32(PRED_CLIP)
 _TAP_DY = np.array([dy for dy, _ in TAPS_7X7], dtype=np.int64)
 _TAP_DX = np.array([dx for _, dx in TAPS_7X7], dtype=np.int64)
 
 
 @numba.njit(inline='always', **_JIT)
 def _quantize(pred, out_p, out_q):
-  """pred row in (-1, 1) -> P(1) as the model says (out_p) and on the coder's grid (out_q)."""
+  """pred row in (-1, 1) -> P(1) as the model says (out_p) and on the coder's grid (out_q).
+
+  In float32 p * 2^16 + 0.5 is exact (p < 1 has 24 significant bits), so q is exactly
+  round(p * 2^16); both outputs are float64 for numpy and constriction.
+  """
   for b in range(pred.shape[0]):
     v = pred[b]
-    v = v if v < PRED_CLIP else PRED_CLIP
-    v = v if v > -PRED_CLIP else -PRED_CLIP
-    p = (v + 1.0) * 0.5
-    q = np.floor(p * _PROB_SCALE + 0.5)
-    q = q if q > 1.0 else 1.0
-    q = q if q < _PROB_SCALE - 1.0 else _PROB_SCALE - 1.0
+    v = v if v < _CLIP else _CLIP
+    v = v if v > -_CLIP else -_CLIP
+    p = (v + ONE) * HALF
+    q = np.floor(p * _PROB_SCALE + HALF)
+    q = q if q > ONE else ONE
+    q = q if q < _PROB_SCALE - ONE else _PROB_SCALE - ONE
     out_p[b] = p
-    out_q[b] = q / _PROB_SCALE
+    out_q[b] = np.float64(q) / _PROB_SCALE_F64
 
 
 @numba.njit(inline='always', **_JIT)
@@ -149,7 +157,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
   prev = (y + 1) % 2
   w7k, b7k, wink, whk, blk = w7[k], b7[k], win[k], wh[k], bl[k]
   wak, bak, wbk, bbk = wa[k], ba[k], wb[k], bb[k]
-  z = np.empty((g, batch))
+  z = np.empty((g, batch), dtype=np.float32)
   if put_y >= 0:
     _put_bits(xs, base + put_c0, put_y, put_x, put_bits_)
   if x == 0:
@@ -197,7 +205,7 @@ def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0,
   cp = cbuf[prev, x]
   for o in range(hd):
     for b in range(batch):
-      c_prev = cp[o, b] if y > 0 else 0.0
+      c_prev = cp[o, b] if y > 0 else ZERO
       cx[o, b] = z[o, b] * c_prev + z[hd + o, b] * z[2 * hd + o, b]
       hx[o, b] = cx[o, b]
     tanh_(hx[o])
@@ -243,8 +251,8 @@ def channel_head(xs, k, y, x, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q, s
   base = k * cd
   if ch > 0:
     _put_bits(xs, base + ch - 1, y, x, put_bits_)
-  t = np.empty((hd, batch))
-  pre = np.empty((1, batch))
+  t = np.empty((hd, batch), dtype=np.float32)
+  pre = np.empty((1, batch), dtype=np.float32)
   for i in range(hd):
     for b in range(batch):
       t[i, b] = t0buf[i, b]
@@ -306,10 +314,10 @@ def next_state(xs, k, sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb, rnn_h, r
   g = 4 * hd
   base = k * cd
   sak, sabk, sbk, sbbk = sa[k], sab[k], sb[k], sbb[k]
-  ring = np.empty((3, width, hd, batch))
-  v = np.empty((cd, batch))
-  z = np.empty((g, batch))
-  t = np.empty((hd, batch))
+  ring = np.empty((3, width, hd, batch), dtype=np.float32)
+  v = np.empty((cd, batch), dtype=np.float32)
+  z = np.empty((g, batch), dtype=np.float32)
+  t = np.empty((hd, batch), dtype=np.float32)
   _state_u_row(xs, base, 0, sak, sabk, ring[0])
   for y in range(height):
     if y + 1 < height:
@@ -424,7 +432,7 @@ class ChunkCoder:
   """
 
   def __init__(self, net, batch, height, width, layers):
-    self.net = net
+    self.net = float32_network(net)
     self.shape = (batch, height, width)
     self.layers = layers
 
@@ -480,13 +488,14 @@ class ChunkCoder:
     batch, height, width = self.shape
     cd, hd = net.layer_depth, 2 * net.layer_depth
     xs = np.zeros((height, width, self.layers * cd, batch), dtype=np.int8)
-    s = np.zeros((height, width, cd, batch))
-    rnn_h = np.zeros((height, width, hd, batch))
+    f32 = np.float32
+    s = np.zeros((height, width, cd, batch), f32)
+    rnn_h = np.zeros((height, width, hd, batch), f32)
     rnn_c = np.zeros_like(rnn_h)
-    a1 = np.empty((height, width, hd, batch))
-    buffers = (a1, np.empty((width, 4 * hd, batch)), np.empty((width, hd, batch)),
-               np.zeros((2, width, hd, batch)), np.zeros((2, width, hd, batch)),
-               np.empty((hd, batch)))  # a1, zrow, a0row, hbuf, cbuf, t0buf
+    a1 = np.empty((height, width, hd, batch), f32)
+    buffers = (a1, np.empty((width, 4 * hd, batch), f32), np.empty((width, hd, batch), f32),
+               np.zeros((2, width, hd, batch), f32), np.zeros((2, width, hd, batch), f32),
+               np.empty((hd, batch), f32))  # a1, zrow, a0row, hbuf, cbuf, t0buf
     out_p = np.empty((height * width, cd * batch))  # per pixel: [channel][sample]
     out_q = np.empty((height * width, cd * batch))
     for k in range(self.layers):
@@ -500,6 +509,14 @@ class ChunkCoder:
 
 
 _NO_BITS = np.zeros(0, dtype=np.int32)
+
+
+def float32_network(net):
+  """The Network with every weight array in float32, the engine's precision (exact: the
+  weights are float32 to begin with)."""
+  arrays = {field.name: getattr(net, field.name).astype(np.float32)
+            for field in dataclasses.fields(net) if isinstance(getattr(net, field.name), np.ndarray)}
+  return dataclasses.replace(net, **arrays)
 
 
 def engine_probabilities(net, codes):

@@ -13,8 +13,9 @@ Weight names and shapes are those of ../shared/reference/README.md (cd = layer_d
     layer_rnn/out1x1_a/kernel [1,1,h,h], bias; layer_rnn/out1x1_b/kernel [1,1,h,cd], bias
 
 The masks are applied here, always: the reference file stores masked kernels unmasked, ours may
-store them masked, and masking twice changes nothing. Everything is converted to float64 once, so
-the encoder and the decoder start from the very same numbers.
+store them masked, and masking twice changes nothing. The arrays are float64 here (the numpy full
+forward's precision); the engine takes exact float32 copies (`engine.float32_network`), so the
+encoder and the decoder start from the very same numbers.
 """
 import dataclasses
 
@@ -86,7 +87,7 @@ def weight_shapes(layer_depth, layer_count, channel_causal):
 
 @dataclasses.dataclass(frozen=True)
 class Network:
-  """Checked float64 weights of one model, stacked over layers (leading axis = layer k).
+  """Checked weights of one model (float64), stacked over layers (leading axis = layer k).
 
   Masked kernels are stored masked; `w7` keeps only the 24 live taps of the 7x7 kernel (in
   TAPS_7X7 order) and `win` only the live taps x-1 and x of the row LSTM input conv.

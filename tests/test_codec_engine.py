@@ -10,6 +10,8 @@ from entropy_coder import model_files
 from entropy_coder.codec import arith, engine, full_forward, network
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(REFERENCE_DIR), reason='no shared/reference fixture')
+# Engine (float32) against the float64 full forward: a few float32 roundings of P in (0, 1).
+FLOAT32_TOLERANCE = 5e-6
 
 
 def _load(name):
@@ -44,7 +46,8 @@ def test_incremental_engine_matches_the_original_and_the_full_forward(reference)
   net, codes, outputs = reference
   p_model, p_coded = engine.engine_probabilities(net, codes)
   assert np.abs(p_model - outputs['probs']).max() <= 1e-5
-  assert np.abs(p_model - full_forward.full_forward(net, codes)).max() <= 1e-12
+  # The engine computes in float32, the full forward in float64.
+  assert np.abs(p_model - full_forward.full_forward(net, codes)).max() <= FLOAT32_TOLERANCE
   per_sample = full_forward.code_length_bits(p_model, codes) / codes[0].size
   np.testing.assert_allclose(per_sample, outputs['code_length_per_sample'], rtol=0, atol=1e-6)
   # The coder's probabilities: the model's, on the 1/2^16 grid, never 0 or 1.
@@ -70,15 +73,17 @@ def test_engine_handles_codes_of_other_sizes_as_the_full_forward(reference):
     rng = np.random.default_rng(sum(shape))
     sample = (rng.random((3,) + shape) < 0.4).astype(np.uint8)
     p_model, _ = engine.engine_probabilities(net, sample)
-    assert np.abs(p_model - full_forward.full_forward(net, sample)).max() <= 1e-12, shape
+    assert np.abs(p_model - full_forward.full_forward(net, sample)).max() <= FLOAT32_TOLERANCE, shape
 
 
 def test_deterministic_math_is_accurate_and_lane_independent():
-  x = np.concatenate([np.linspace(-30, 30, 20001), [0.0, -0.0, 1e-300, -1e-300, 100.0, -100.0]])
-  for name, want, tolerance in [('exp', np.exp(np.clip(x, -80, 80)), dict(rtol=1e-14)),
-                                ('tanh', np.tanh(x), dict(rtol=0, atol=1e-14)),
-                                ('sigmoid', 1 / (1 + np.exp(-x)), dict(rtol=0, atol=1e-14))]:
-    scalar = np.array([_SCALAR[name](v) for v in x])
+  x = np.concatenate([np.linspace(-30, 30, 20001), [0.0, -0.0, 1e-30, -1e-30, 100.0, -100.0]])
+  x = x.astype(np.float32)
+  exact = x.astype(np.float64)
+  for name, want, tolerance in [('exp', np.exp(np.clip(exact, -80, 80)), dict(rtol=3e-7)),
+                                ('tanh', np.tanh(exact), dict(rtol=0, atol=3e-7)),
+                                ('sigmoid', 1 / (1 + np.exp(-exact)), dict(rtol=0, atol=3e-7))]:
+    scalar = np.array([_SCALAR[name](v) for v in x], dtype=np.float32)
     np.testing.assert_allclose(scalar, want, **tolerance)
     if name == 'exp':
       continue
@@ -108,7 +113,7 @@ def test_channel_causal_engine_matches_its_full_forward(reference):
   net, codes, _ = reference
   causal = _causal_net(net)
   p_model, _ = engine.engine_probabilities(causal, codes[:3])
-  assert np.abs(p_model - full_forward.full_forward(causal, codes[:3])).max() <= 1e-12
+  assert np.abs(p_model - full_forward.full_forward(causal, codes[:3])).max() <= FLOAT32_TOLERANCE
   plain, _ = engine.engine_probabilities(net, codes[:3])
   # Channel 0 never sees channel_ar; channel 1 does, so its probabilities move.
   assert np.array_equal(p_model[..., 0::2], plain[..., 0::2])

@@ -46,10 +46,10 @@ def test_two_hundred_synthetic_samples_round_trip_near_theory(model):
   assert _size_bound_holds(stats)
   assert stats.payload_bytes * 8 <= stats.theoretical_bits * 1.005
   assert decode_stats.theoretical_bits == stats.theoretical_bits
-  # The engine's theory is the model's code length (full forward), to float precision.
+  # The engine's theory is the model's code length (float64 full forward), to float32 precision.
   net = network.build_network(model)
   expected = full_forward.code_length_bits(full_forward.full_forward(net, np.stack(codes)), codes).sum()
-  assert abs(stats.theoretical_bits - expected) <= 1e-9 * expected
+  assert abs(stats.theoretical_bits - expected) <= 1e-6 * expected
 
 
 EDGE_CASES = {

@@ -103,9 +103,7 @@ def task_commands(spec, task_name, invocation):
   task = spec.root.dag.tasks[task_name]
   label = spec.components[task.component_ref.name].executor_label
   executor = json_format.MessageToDict(spec.deployment_spec)['executors'][label]
-  if 'container' not in executor:
-    raise UserError(f'task {task_name} is not a container task ({sorted(executor)}): it needs '
-                    'a Vertex AI runtime (e.g. the latest-blessed-model Resolver)')
+  _check_container(task_name, executor)
   container = executor['container']
   payload = json_format.MessageToJson(invocation)
 
@@ -121,6 +119,22 @@ def task_commands(spec, task_name, invocation):
   return commands, container.get('image', '')
 
 
+def _check_container(task_name, executor):
+  if 'container' not in executor:
+    kind = ', '.join(sorted(executor)) or 'empty'
+    raise UserError(f'task {task_name} is a {kind} executor, not a container: open-source KFP '
+                    'and this runner execute only containers (TFX compiles its Resolver to '
+                    'Vertex-only resolver executors)')
+
+
+def check_runnable(spec):
+  """Refuses, before anything runs, a spec with tasks that are not containers."""
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  executors = json_format.MessageToDict(spec.deployment_spec).get('executors', {})
+  for name, task in spec.root.dag.tasks.items():
+    _check_container(name, executors[spec.components[task.component_ref.name].executor_label])
+
+
 def run_compiled(spec_path: str, pipeline_root: str,
                  progress: Callable[[str], None] = None) -> Dict[str, Dict]:
   """Runs every task of the compiled pipeline; returns {task: {output key: RuntimeArtifact}}."""
@@ -128,6 +142,7 @@ def run_compiled(spec_path: str, pipeline_root: str,
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
   spec = load_pipeline_spec(spec_path)
+  check_runnable(spec)
   pipeline_root = os.path.abspath(pipeline_root)
   env = dict(os.environ)
   # The image's `python` is the one with the project installed: here, this interpreter.

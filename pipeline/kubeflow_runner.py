@@ -6,9 +6,11 @@ wrapper that `kfp.Client` refuses, so only `.yaml`/`.yml` are written. Every tas
 `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor` in `image`,
 which must have this project installed (the top-level Dockerfile builds it).
 
-Open-source KFP cannot run TFX's Resolver node (it compiles to a Vertex-only importer-less
-resolver task), so the Kubeflow build leaves it out (`use_resolver=False`): a model is
-blessed on the absolute bound alone. docs/PIPELINE.md explains the plan.
+Open-source KFP cannot run TFX's Resolver node: it compiles to two `resolver` executors
+(Vertex ML Metadata artifact queries: the latest ModelBlessing with blessed = 1, then the Model
+it names), and the open-source backend runs only container and importer executors. So the
+Kubeflow build leaves it out (`use_resolver=False`): a model is blessed on the absolute bound
+alone. docs/PIPELINE.md explains the plan.
 """
 import os
 

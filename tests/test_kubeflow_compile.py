@@ -117,3 +117,22 @@ def test_cli_compile_writes_the_file(tmp_path, capsys):
   pattern = json.loads(spec.root.dag.tasks['SyntheticCodeGen'].inputs.parameters['input_config']
                        .runtime_value.constant.string_value)['splits'][0]['pattern']
   assert json.loads(pattern)['count'] == 123
+
+
+def test_a_resolver_build_is_refused_before_any_task_runs(tmp_path):
+  """Why the Kubeflow build drops the Resolver: it compiles to non-container executors."""
+  from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
+  dag = pipeline.create_pipeline(
+      pipeline_name='p', pipeline_root=str(tmp_path / 'root'), model_config=SETTINGS.model_config,
+      train_config=SETTINGS.train_config, train_steps=1, serving_model_dir=str(tmp_path / 's'),
+      count=10, code_shape=(4, 4, 2), seed=0, use_resolver=True)
+  kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+      kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=IMAGE,
+                                                       use_pipeline_spec_2_1=True),
+      output_dir=str(tmp_path), output_filename='with_resolver.yaml').run(dag)
+  spec_path = str(tmp_path / 'with_resolver.yaml')
+  executors = json_format.MessageToDict(kfp_local.load_pipeline_spec(spec_path).deployment_spec)
+  assert sum('resolver' in e for e in executors['executors'].values()) == 2
+  with pytest.raises(UserError, match='resolver executor, not a container'):
+    kfp_local.run_compiled(spec_path, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()

@@ -9,9 +9,9 @@
     per-sample CRC32, pack the file            per-sample CRC32 check, restore the input order
 
 Both directions make the same per-pixel engine calls (engine.ChunkCoder); see engine.py for
-why that matters. Chunks are independent streams, coded in parallel threads (the numba kernels release
-the GIL); the chunking depends only on the input, never on the thread count, so the bytes do not
-either.
+why that matters. Chunks are independent streams, coded in parallel threads (the numba kernels
+release the GIL); the chunking depends only on the input, never on the thread count, so the
+bytes do not either.
 """
 import concurrent.futures
 import dataclasses
@@ -29,12 +29,12 @@ from entropy_coder.codec.network import build_network
 from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
 from entropy_coder.errors import UserError, describe
 
-# At most this many samples share a chunk (one batch of the engine, one range-coder stream).
+# At most this many samples share a chunk (one batch of the engine, one range-coder stream) ...
 MAX_CHUNK_SAMPLES = 256
-# Groups of at least twice this many codes are split into two or more chunks.
-MIN_SPLIT_SAMPLES = 32
 # ... and at most this many code bits, which bounds the engine's memory per chunk.
 MAX_CHUNK_BITS = 1 << 23
+# Groups of at least twice this many codes are split into two or more chunks.
+MIN_SPLIT_SAMPLES = 32
 
 
 @dataclasses.dataclass(frozen=True)

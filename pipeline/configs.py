@@ -11,11 +11,11 @@ installed package and the Kubeflow image compile the same pipeline without the s
 tests/test_pipeline_configs.py checks the two agree.
 """
 import dataclasses
-import json
 import os
 from typing import Optional, Tuple
 
 from entropy_coder.errors import UserError, describe
+from entropy_coder.trainer import config as trainer_config
 
 PIPELINE_NAME = 'entropy-coder'
 DEFAULT_PIPELINE_ROOT = os.path.join('runs', 'local')
@@ -66,7 +66,6 @@ class RunSettings:
 
   def checked(self, source='settings'):
     """Validates every field now, so a bad value fails before any component runs."""
-    from entropy_coder.trainer import config as trainer_config  # pylint: disable=g-import-not-at-top
     trainer_config.model_config_from_dict(self.model_config, f'{source} model_config')
     trainer_config.train_config_from_dict(self.train_config, f'{source} train_config')
     for name in ('count', 'train_steps'):
@@ -108,11 +107,11 @@ def load_settings(path, base=None):
     for key in ('model_config', 'train_config'):
       file = os.path.join(path, f'{key}.json')
       if os.path.exists(file):
-        values[key] = _read_json(file)
+        values[key] = trainer_config.read_json(file)
     if not values:
       raise UserError(describe(path, 'folder has neither model_config.json nor train_config.json'))
   else:
-    values = _read_json(path)
+    values = trainer_config.read_json(path)
     if not isinstance(values, dict):
       raise UserError(describe(path, f'must be a JSON object, got {type(values).__name__}'))
     unknown = sorted(set(values) - _SETTING_KEYS)
@@ -122,16 +121,6 @@ def load_settings(path, base=None):
   if 'code_shape' in values and isinstance(values['code_shape'], list):
     values['code_shape'] = tuple(values['code_shape'])
   return dataclasses.replace(base, **values).checked(path)
-
-
-def _read_json(path):
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except FileNotFoundError:
-    raise UserError(describe(path, 'no such file')) from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise UserError(describe(path, f'not valid JSON ({e})')) from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from entropy_coder import codes_format, model_files
+from entropy_coder import codes_format, model_files, plotting
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer.config import model_config_from_dict
@@ -112,9 +112,7 @@ def format_report(result):
 
 def plot_per_layer(result, path):
   """Bar chart of per-layer bits/bit, with the overall mean as a line."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   layers = [row['layer'] for row in result['per_layer']]
   values = [row['bits_per_bit'] for row in result['per_layer']]
   fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -127,10 +125,4 @@ def plot_per_layer(result, path):
   ax.set_ylim(0, max(1.05, max(values) * 1.05))
   ax.set_title(os.path.basename(result['input']))
   ax.legend(loc='lower right')
-  fig.tight_layout()
-  try:
-    fig.savefig(path, dpi=100)
-  except OSError as e:
-    raise UserError(describe(path, f'cannot write the plot ({e.strerror})')) from None
-  finally:
-    plt.close(fig)
+  plotting.save_figure(fig, path)

@@ -9,6 +9,7 @@ import json
 import math
 import os
 
+from entropy_coder import plotting
 from entropy_coder.errors import UserError, describe
 
 _DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.configs (no TFX import here)
@@ -99,9 +100,7 @@ def format_real_compression(report):
 
 def plot_layers(evaluation, path):
   """Bar chart of code length per layer (bits per bit), the baseline's as a step line."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = plotting.pyplot()
   names = evaluation.layer_names
   if not names:
     raise UserError(describe(evaluation.evaluation_uri, 'the evaluation has no per-layer metrics'))
@@ -117,10 +116,4 @@ def plot_layers(evaluation, path):
   axis.set_xlabel('layer')
   axis.set_ylabel('code length (bits per bit)')
   axis.legend(loc='lower right')
-  fig.tight_layout()
-  try:
-    fig.savefig(path, dpi=100)
-  except OSError as e:
-    raise UserError(describe(path, f'cannot write the plot ({e.strerror})')) from None
-  finally:
-    plt.close(fig)
+  plotting.save_figure(fig, path)

@@ -32,15 +32,6 @@ MODEL_FORMAT_VERSION = 1
 # TFX Trainer puts the serving export under this subdirectory of its Model artifact.
 TRAINER_SERVING_SUBDIR = 'Format-Serving'
 
-# model_config keys and their defaults (None = required).
-_CONFIG_DEFAULTS = {
-    'layer_depth': None,
-    'layer_count': None,
-    'coded_layer_count': 0,
-    'channel_causal': False,
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelFiles:
   """What the codec needs from a model directory. `weights` values are float32 arrays."""
@@ -51,32 +42,10 @@ class ModelFiles:
 
 
 def normalize_model_config(config, source='model_config'):
-  """Checks a model_config dict and fills defaults; returns a new dict with all known keys."""
-  if not isinstance(config, dict):
-    raise UserError(describe(source, f'model_config must be a JSON object, got {type(config).__name__}'))
-  unknown = sorted(set(config) - set(_CONFIG_DEFAULTS))
-  if unknown:
-    raise UserError(describe(source, f'unknown model_config keys {unknown}; known: '
-                             f'{sorted(_CONFIG_DEFAULTS)}'))
-  result = {}
-  for key, default in _CONFIG_DEFAULTS.items():
-    value = config.get(key, default)
-    if value is None:
-      raise UserError(describe(source, f'model_config has no "{key}"'))
-    if key == 'channel_causal':
-      if not isinstance(value, bool):
-        raise UserError(describe(source, f'model_config "channel_causal" must be true or false, got {value!r}'))
-    else:
-      if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(describe(source, f'model_config "{key}" must be an integer, got {value!r}'))
-      minimum = 0 if key == 'coded_layer_count' else 1
-      if value < minimum:
-        raise UserError(describe(source, f'model_config "{key}" must be >= {minimum}, got {value}'))
-    result[key] = value
-  if result['coded_layer_count'] > result['layer_count']:
-    raise UserError(describe(source, f'model_config "coded_layer_count" ({result["coded_layer_count"]}) '
-                             f'exceeds "layer_count" ({result["layer_count"]})'))
-  return result
+  """Checks a model_config dict (trainer.config's one check) and fills defaults: a new dict
+  with every key, so the fingerprint does not depend on which defaults a writer spelled out."""
+  from entropy_coder.trainer.config import model_config_from_dict  # pylint: disable=g-import-not-at-top
+  return model_config_from_dict(config, source).to_dict()
 
 
 def canonical_json(value):

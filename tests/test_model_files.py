@@ -87,13 +87,13 @@ def test_not_a_model_directory_says_run_train_first(tmp_path):
 
 
 @pytest.mark.parametrize('config, problem', [
-    ({'layer_count': 3}, 'no "layer_depth"'),
-    ({'layer_depth': 0, 'layer_count': 3}, 'must be >= 1'),
-    ({'layer_depth': 2.0, 'layer_count': 3}, 'must be an integer'),
-    ({'layer_depth': True, 'layer_count': 3}, 'must be an integer'),
+    ({'layer_count': 3}, 'missing key "layer_depth"'),
+    ({'layer_depth': 0, 'layer_count': 3}, '"layer_depth" must be a positive int'),
+    ({'layer_depth': 2.0, 'layer_count': 3}, '"layer_depth" must be a positive int'),
+    ({'layer_depth': True, 'layer_count': 3}, '"layer_depth" must be a positive int'),
     ({'layer_depth': 2, 'layer_count': 3, 'channel_causal': 1}, 'true or false'),
     ({'layer_depth': 2, 'layer_count': 3, 'coded_layer_count': 4}, 'exceeds'),
-    ({'layer_depth': 2, 'layer_count': 3, 'depth': 2}, 'unknown model_config keys'),
+    ({'layer_depth': 2, 'layer_count': 3, 'depth': 2}, r"unknown key\(s\) \['depth'\]"),
     ([2, 3], 'JSON object'),
 ])
 def test_bad_configs_are_refused(tmp_path, config, problem):

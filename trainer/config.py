@@ -95,12 +95,17 @@ def _checked(values, source, kind, spec):
 
 
 def model_config_from_dict(values, source='model_config'):
-  return _checked(values, source, ModelConfig, {
+  """The one check of a model_config, for training, export, the codec and the pipeline."""
+  config = _checked(values, source, ModelConfig, {
       'layer_depth': (int, True, lambda v: v >= 1, 'a positive int'),
       'layer_count': (int, True, lambda v: v >= 1, 'a positive int'),
       'coded_layer_count': (int, False, lambda v: v >= 0, 'an int >= 0'),
       'channel_causal': (bool, False, lambda v: True, 'true or false'),
   })
+  if config.coded_layer_count > config.layer_count:
+    raise UserError(describe(source, f'"coded_layer_count" ({config.coded_layer_count}) exceeds '
+                             f'"layer_count" ({config.layer_count})'))
+  return config
 
 
 def train_config_from_dict(values, source='train_config'):

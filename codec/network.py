@@ -22,30 +22,16 @@ import dataclasses
 import numpy as np
 
 from entropy_coder.errors import UserError, describe
+from entropy_coder.trainer import masks
 
 # pred_k is clipped to [-PRED_CLIP, PRED_CLIP] before P(1) = (pred + 1) / 2 (the original's eps).
 PRED_CLIP = 0.999
-# The strict 7x7 raster mask keeps rows above the centre and, in the centre row, columns left of
-# it: (dy, dx) offsets of the 24 kept taps, in kernel order.
-TAPS_7X7 = tuple((ky - 3, kx - 3) for ky in range(7) for kx in range(7)
-                  if ky < 3 or (ky == 3 and kx < 3))
-
-
-def mask_7x7():
-  mask = np.zeros((7, 7), dtype=np.float64)
-  for dy, dx in TAPS_7X7:
-    mask[dy + 3, dx + 3] = 1.0
-  return mask
-
-
-def mask_row_input():
-  """Non-strict 1x3 mask of the row LSTM input conv: taps x-1 and x, not x+1."""
-  return np.array([[1.0, 1.0, 0.0]])
-
-
-def channel_ar_mask(layer_depth):
-  """U[j, c, :] is used only for j < c: bit c of a pixel sees the earlier bits of that pixel."""
-  return np.triu(np.ones((layer_depth, layer_depth)), k=1)[:, :, None]
+# The strict 7x7 raster mask (trainer.masks, the one definition of the masks) keeps rows above
+# the centre and, in the centre row, columns left of it: (dy, dx) offsets of the 24 kept taps,
+# in kernel order.
+TAPS_7X7 = tuple((int(ky) - 3, int(kx) - 3)
+                 for ky, kx in zip(*np.nonzero(masks.raster_mask(7, 7, strict=True))))
+channel_ar_mask = masks.channel_ar_mask  # U[j, c, :] is used only for j < c
 
 
 def weight_shapes(layer_depth, layer_count, channel_causal):

@@ -142,7 +142,8 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
 
 
 def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp_path, capsys):
-  """Through `entropy-coder pipeline run --config FILE --max-code-length 0.01`, as a user would."""
+  """Through `entropy-coder pipeline run --config FILE --max-code-length 0.01 --channel-causal`,
+  as a user would; the channel-causal model goes through Trainer and TFMA like the original."""
   from entropy_coder import cli  # pylint: disable=g-import-not-at-top
   root = str(tmp_path / 'root')
   config = tmp_path / 'tiny.json'
@@ -150,7 +151,7 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
       'model_config': SETTINGS.model_config, 'train_config': SETTINGS.train_config,
       'count': 100, 'code_shape': [8, 8, 4], 'train_steps': 5, 'real_compression_check': False}))
   status = cli.main(['pipeline', 'run', '--pipeline-root', root, '--config', str(config),
-                     '--max-code-length', '0.01'])
+                     '--max-code-length', '0.01', '--channel-causal'])
   captured = capsys.readouterr()
   assert status == 0
   assert 'blessed            NO (code_length (bound)' in captured.out
@@ -167,6 +168,10 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   assert not os.path.exists(serving) or not os.listdir(serving)
   blessing = _output_uri(root, 'Evaluator', 'blessing')
   assert os.path.exists(os.path.join(blessing.uri, 'NOT_BLESSED'))
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  trained = model_files.read_model_files(_output_uri(root, 'Trainer', 'model').uri)
+  assert trained.model_config['channel_causal'] is True
+  assert 'layer0/brnn/channel_ar/kernel' in trained.weights
 
   # `entropy-coder metrics` reads the same run back: JSON for scripts, and the layer plot.
   plot = tmp_path / 'layers.png'

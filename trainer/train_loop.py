@@ -79,6 +79,7 @@ class Trainer:
         self.checkpoint, os.path.join(train_dir, CHECKPOINT_SUBDIR), max_to_keep=5,
         step_counter=self.optimizer.iterations, checkpoint_interval=None)
     self._train_step = None
+    self._evaluate_batch = None
 
   @property
   def step(self):
@@ -124,9 +125,11 @@ class Trainer:
     """(bits/bit, per-layer bits/bit) over every eval record, weighted by bits."""
     dataset, shape = data.code_dataset(patterns, batch_size or self.train_config.batch_size)
     self.model_config.coded_depth(shape[-1], patterns if isinstance(patterns, str) else patterns[0])
-    layer_depth = self.model_config.layer_depth
-    evaluate_batch = tf.function(
-        lambda bits: _batch_code_lengths(self.model, bits, layer_depth), autograph=False)
+    if self._evaluate_batch is None:  # traced once per Trainer, not once per evaluation
+      layer_depth = self.model_config.layer_depth
+      self._evaluate_batch = tf.function(
+          lambda bits: _batch_code_lengths(self.model, bits, layer_depth), autograph=False)
+    evaluate_batch = self._evaluate_batch
     layer_sums, layer_counts = 0.0, 0.0
     for index, bits in enumerate(dataset):
       if max_batches is not None and index >= max_batches:

@@ -214,3 +214,17 @@ def test_cli_trains_on_the_originals_input_config_and_float_records(tmp_path):
                    '--steps', '3', '--log-every', '1']) == 0
   assert tf.train.latest_checkpoint(str(train_dir / CHECKPOINT_SUBDIR)).endswith('-3')
   assert json.loads((train_dir / 'model_config.json').read_text())['layer_count'] == 2
+
+
+def test_a_resumed_run_continues_the_same_data_order(examples, tmp_path):
+  """Stopping at step 3 and resuming to 6 ends with the weights of one run to 6."""
+  root, _ = examples
+  train = os.path.join(root, 'Split-train', '*')
+  straight = train_loop.Trainer(MODEL, TRAIN, str(tmp_path / 'straight'), seed=4)
+  straight.fit(train, 6, log_every=100)
+  split = train_loop.Trainer(MODEL, TRAIN, str(tmp_path / 'split'), seed=4)
+  split.fit(train, 3, log_every=100)
+  resumed = train_loop.Trainer(MODEL, TRAIN, str(tmp_path / 'split'), seed=4)
+  resumed.fit(train, 6, log_every=100)
+  for name, value in straight.model.named_weights().items():
+    np.testing.assert_allclose(resumed.model.named_weights()[name], value, rtol=1e-5, atol=1e-7)

@@ -78,11 +78,13 @@ def _parse_float_batch(serialized, shape):
   return tf.reshape(bits, [-1] + list(shape))
 
 
-def code_dataset(patterns, batch_size, shuffle_seed=None, repeat=False, drop_remainder=False):
+def code_dataset(patterns, batch_size, shuffle_seed=None, repeat=False, drop_remainder=False,
+                 skip_batches=0):
   """A dataset of float32 {0,1} code batches [B, H, W, D] and the code shape (H, W, D).
 
   Training shuffles with a seed (the original did not shuffle at all) and repeats forever;
-  evaluation reads every record once, in file order.
+  evaluation reads every record once, in file order. `skip_batches` drops the first batches
+  before they are parsed, so a resumed run continues the same seeded order where it stopped.
   """
   files = list_files(patterns)
   shape, packed, compression = first_code(files)
@@ -92,6 +94,8 @@ def code_dataset(patterns, batch_size, shuffle_seed=None, repeat=False, drop_rem
   if shuffle_seed is not None:
     dataset = dataset.shuffle(4096, seed=shuffle_seed, reshuffle_each_iteration=True)
   dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+  if skip_batches:
+    dataset = dataset.skip(skip_batches)
   parse = parse_packed_batch if packed else _parse_float_batch
   dataset = dataset.map(lambda s: parse(s, shape), num_parallel_calls=tf.data.AUTOTUNE)
   return dataset.prefetch(tf.data.AUTOTUNE), tuple(shape)

@@ -147,7 +147,8 @@ class Trainer:
     start_step = self.restore()
     train_config = self.train_config
     dataset, shape = data.code_dataset(train_patterns, train_config.batch_size,
-                                       shuffle_seed=self.seed, repeat=True, drop_remainder=True)
+                                       shuffle_seed=self.seed, repeat=True, drop_remainder=True,
+                                       skip_batches=start_step)
     self.model_config.coded_depth(shape[-1], str(train_patterns))
     distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))

@@ -60,6 +60,15 @@ class RunSettings:
   change_tolerance: float = 0.0
   real_compression_check: bool = True  # also code the eval split for real (RealCompressionCheck)
 
+  def pipeline_arguments(self):
+    """The `create_pipeline` keyword arguments these settings decide (both runners use them;
+    each adds only its paths, metadata, codes_dir form and whether to use the Resolver)."""
+    return dict(model_config=self.model_config, train_config=self.train_config,
+                train_steps=self.train_steps, count=self.count, code_shape=self.code_shape,
+                seed=self.seed, max_code_length=self.max_code_length,
+                change_tolerance=self.change_tolerance,
+                real_compression_check=self.real_compression_check)
+
   def replace(self, **changes):
     """A copy with the non-None `changes` applied (CLI flags left unset keep the config)."""
     return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -30,19 +30,11 @@ def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
   return pipeline.create_pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      model_config=settings.model_config,
-      train_config=settings.train_config,
-      train_steps=settings.train_steps,
       serving_model_dir=_join(pipeline_root, configs.SERVING_MODEL_DIRNAME),
-      count=settings.count,
-      code_shape=settings.code_shape,
-      seed=settings.seed,
       codes_dir=settings.codes_dir,
-      max_code_length=settings.max_code_length,
-      change_tolerance=settings.change_tolerance,
       use_resolver=False,
-      real_compression_check=settings.real_compression_check,
       enable_cache=True,
+      **settings.pipeline_arguments(),
       metadata_connection_config=None,  # KFP brings its own ML-Metadata
       beam_pipeline_args=configs.LOCAL_BEAM_ARGS)
 

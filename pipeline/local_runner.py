@@ -25,22 +25,14 @@ def run(settings: configs.RunSettings, root: str = configs.DEFAULT_PIPELINE_ROOT
   dag = pipeline.create_pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=paths.pipeline_root,
-      model_config=settings.model_config,
-      train_config=settings.train_config,
-      train_steps=settings.train_steps,
       serving_model_dir=paths.serving_model_dir,
-      count=settings.count,
-      code_shape=settings.code_shape,
-      seed=settings.seed,
       codes_dir=os.path.abspath(settings.codes_dir) if settings.codes_dir else None,
-      max_code_length=settings.max_code_length,
-      change_tolerance=settings.change_tolerance,
       use_resolver=True,
-      real_compression_check=settings.real_compression_check,
       enable_cache=True,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),
-      beam_pipeline_args=configs.LOCAL_BEAM_ARGS)
+      beam_pipeline_args=configs.LOCAL_BEAM_ARGS,
+      **settings.pipeline_arguments())
   beam_dag_runner.BeamDagRunner().run(dag)
   return paths
 

@@ -9,7 +9,6 @@ from helpers import REFERENCE_DIR
 from entropy_coder import model_files
 from entropy_coder.data_gen import example_wire, synthetic, tfrecord_files
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(REFERENCE_DIR), reason='no shared/reference fixture')
 
 
 def _examples_dir(root, eval_codes):

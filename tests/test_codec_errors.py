@@ -16,7 +16,6 @@ from entropy_coder.codec import bitstream
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(REFERENCE_DIR), reason='no shared/reference fixture')
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,6 @@ from entropy_coder import codec, codes_format, model_files
 from entropy_coder.codec import api, bitstream, full_forward, network
 from entropy_coder.data_gen import synthetic
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(REFERENCE_DIR), reason='no shared/reference fixture')
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'codec_golden')
 # Set REGENERATE_CODEC_GOLDEN=1 to rewrite the golden file after a deliberate format change.

@@ -24,8 +24,13 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/entropy-coder pipeline run
 
+# -rs lists every skip with its reason (conftest.py prints the count): a fresh clone skips none.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -rs $(PYTEST_ARGS)
+
+# Everything but the end-to-end pipeline runs (marker `e2e`): the quick loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -rs -m 'not e2e' $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_generate.py

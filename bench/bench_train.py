@@ -32,7 +32,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# ORIGINAL.md §10: the original, synthetic configs (batch 4), idle machine, 64 samples/s.
+# docs/ORIGINAL.md §10: the original, synthetic configs (batch 4), idle machine, 64 samples/s.
 ORIGINAL_CURVE = ((0.0, 1.007), (10.0, 0.806), (20.0, 0.794), (30.0, 0.7875))
 
 
@@ -62,7 +62,7 @@ def _parse():
   parser.add_argument('--plot', help='PNG curve')
   parser.add_argument('--combine', nargs='+', help='plot these results JSONs together (no training)')
   parser.add_argument('--original-curve', action='store_true',
-                      help='also plot the original\'s published curve (ORIGINAL.md §10)')
+                      help='also plot the original\'s published curve (docs/ORIGINAL.md §10)')
   return parser.parse_args()
 
 

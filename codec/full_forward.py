@@ -1,6 +1,6 @@
 """The whole progressive model on complete codes, in plain numpy (float64).
 
-This is the readable statement of the network (../shared/reference/README.md, "Forward") that the
+This is the readable statement of the network (tests/data/reference/README.md, "Forward") that the
 incremental engine (`engine.py`) must agree with. The codec never codes with it: it is the
 reference the tests compare against, and the naive decoder's per-pixel evaluation (`naive.py`).
 

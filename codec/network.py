@@ -1,6 +1,6 @@
 """The progressive model's weights, checked and laid out for the codec's arithmetic.
 
-Weight names and shapes are those of ../shared/reference/README.md (cd = layer_depth, h = 2cd):
+Weight names and shapes are those of tests/data/reference/README.md (cd = layer_depth, h = 2cd):
 
     layer{k}/brnn/adaptation0_masked7x7/kernel [7,7,cd,h], bias [h]     a0 = T(masked7x7(x_k))
     layer{k}/brnn/adaptation1_conv3x3/kernel   [3,3,cd,h], bias [h]     a1 = T(conv3x3(s_k))

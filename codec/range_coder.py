@@ -10,7 +10,8 @@ import numpy as np
 from entropy_coder.errors import UserError, describe
 
 # `perfect=False`: constriction's faster, slightly approximate quantisation of the probability;
-# it is deterministic, which is all a coder needs (STACK-NOTES.md, constriction section).
+# it is deterministic (the same probability always gives the same integer model), which is all a
+# coder needs.
 _FAMILY = constriction.stream.model.Bernoulli(perfect=False)
 
 

@@ -1,6 +1,6 @@
 """Exact lower bounds on the code length of synthetic codes, computed from the source's rule.
 
-Two floors matter when judging a model trained on the synthetic source (ORIGINAL.md §3):
+Two floors matter when judging a model trained on the synthetic source (docs/ORIGINAL.md §3):
 
 * the **source entropy**: every bit is a function of earlier bits XOR Bernoulli(0.2) noise, so
   a predictor that sees every earlier bit pays H_b(0.2) = 0.72193 bits/bit on average (on given

@@ -1,4 +1,4 @@
-"""The synthetic code source of the original (ORIGINAL.md §3), seeded, and 64 samples per word.
+"""The synthetic code source of the original (docs/ORIGINAL.md §3), seeded, and 64 samples per word.
 
 The rule (kept exactly): a code is filled plane by plane (d outermost), each plane in raster
 order (y, then x). For every bit,

@@ -6,7 +6,7 @@ Three layouts (docs/FORMAT.md describes them for users):
   `code` = BytesList with one `np.packbits` (MSB first) of the {0,1} code in C order of
   `[H, W, D]`; `code_shape` = Int64List `[H, W, D]`. One bit per bit, 32x smaller than the
   original's floats.
-* **The original's tf.Example** (ORIGINAL.md §2): `code` = FloatList of H*W*D values in
+* **The original's tf.Example** (docs/ORIGINAL.md §2): `code` = FloatList of H*W*D values in
   {-1.0, +1.0}, same C order; `code_shape` as ours. Read (never written) for compatibility.
 * **The original's single-sample `.npz`**: keys `shape` = `[iterations, 1, H, W, layer_depth]`
   and `codes` = `np.packbits` of the int {0,1} tensor of that shape. Loaded with
@@ -135,7 +135,7 @@ def iter_tfrecord_codes(paths):
 def read_npz(path):
   """Reads an original single-sample `.npz` -> ([H, W, D] uint8 code, layer_depth).
 
-  Channel order as the original reader (ORIGINAL.md §2): channel = iteration * layer_depth + bit.
+  Channel order as the original reader (docs/ORIGINAL.md §2): channel = iteration * layer_depth + bit.
   """
   if os.path.isfile(path) and not zipfile.is_zipfile(path):
     # np.load would take a .npy for an array (no keys) and anything else for a pickle.

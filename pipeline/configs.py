@@ -8,7 +8,7 @@ model's hyperparameters are the original's JSON keys (`configs/*/model_config.js
 The demo default is embedded here (not read from the repository's `configs/` folder) so an
 installed package and the Kubeflow image compile the same pipeline without the source tree;
 `configs/demo/*.json` holds the same model and train values for `entropy-coder train`, and
-tests/test_pipeline_configs.py checks the two agree.
+tests/test_pipeline_settings.py checks the two agree.
 """
 import dataclasses
 import os
@@ -33,7 +33,8 @@ DEFAULT_KFP_PIPELINE_ROOT = 'gs://YOUR_BUCKET/entropy-coder'
 TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
 
 # Beam's DirectRunner in one process: on small data it is much faster than multi-processing,
-# and its workers need nothing installed beyond this process (STACK-NOTES.md).
+# and its workers need nothing installed beyond this process (multi-processing workers must be
+# able to import the project).
 LOCAL_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 
 # The small demo model (configs/demo/*.json). With RunSettings' defaults (5,000 16x16x8 codes,

@@ -12,7 +12,7 @@ threshold as `diff <= absolute` with `diff = candidate - baseline`
 get right: a NEGATIVE absolute would demand a strict improvement and so reject a candidate
 identical to the baseline (e.g. the same model re-evaluated after a cache hit); a positive one
 would bless a slightly worse model. 0 means "no worse than the baseline". tests/
-test_metrics_thresholds.py pins this down against TFMA's own validator.
+tests/test_metrics_combiner.py pins this down against TFMA's own validator.
 """
 import tensorflow_model_analysis as tfma
 

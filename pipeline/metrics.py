@@ -35,7 +35,7 @@ PRED_LAYER_NUM_BITS = 'layer_num_bits'
 
 
 def layer_metric_name(layer):
-  """`code_length_layer_03`: the original's summary names (ORIGINAL.md §5)."""
+  """`code_length_layer_03`: the original's summary names (docs/ORIGINAL.md §5)."""
   return f'{LAYER_PREFIX}{layer:02d}'
 
 

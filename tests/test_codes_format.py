@@ -99,7 +99,7 @@ def test_a_corrupt_record_is_a_user_error(tmp_path):
 
 
 def _originals_npz_bytes(code, layer_depth):
-  """What the original gen_synthetic_single.py wrote (ORIGINAL.md §2), redone independently."""
+  """What the original gen_synthetic_single.py wrote (docs/ORIGINAL.md §2), redone independently."""
   height, width, _ = code.shape
   ordered = np.transpose(code.reshape([1, height, width, -1, layer_depth]), [3, 0, 1, 2, 4])
   int_codes = ordered.astype(np.int8)

@@ -11,7 +11,7 @@ from entropy_coder.errors import UserError
 from helpers import REFERENCE_DIR
 
 # The rule written out again, independently of the module, as offsets -> expected bit
-# (ORIGINAL.md §3): rows y-1..y-3 at columns x-2..x of the same plane, planes d-1..d-4 at the
+# (docs/ORIGINAL.md §3): rows y-1..y-3 at columns x-2..x of the same plane, planes d-1..d-4 at the
 # same pixel.
 _LINE = {(-1, -2): 0, (-1, -1): 1, (-1, 0): 0,
          (-2, -2): 1, (-2, -1): 1, (-2, 0): 0,

@@ -9,7 +9,7 @@ from entropy_coder.trainer import code_length, config, train_loop
 
 
 def test_code_length_matches_the_originals_unit_case():
-  # ORIGINAL.md §8: 2x4 case, mean -log2 of the true bits' probabilities.
+  # docs/ORIGINAL.md §8: 2x4 case, mean -log2 of the true bits' probabilities.
   true_probs = np.array([.65, .75, .70, .90, .72, .80, .56, .54])
   bits = np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32)
   p_one = np.where(bits == 1, true_probs, 1 - true_probs).astype(np.float32)

@@ -1,6 +1,6 @@
 """Model and training configs: the original's JSON keys, checked once, with one-line errors.
 
-The original read three JSON files (ORIGINAL.md §4) and failed deep inside TF on a bad value.
+The original read three JSON files (docs/ORIGINAL.md §4) and failed deep inside TF on a bad value.
 Here every key is validated when the file is read, and errors name the file and the key.
 """
 import dataclasses
@@ -22,7 +22,7 @@ class ModelConfig:
 
   @property
   def hidden_depth(self):
-    """h = 2 * cd, the width of every hidden stage (ORIGINAL.md §5)."""
+    """h = 2 * cd, the width of every hidden stage (docs/ORIGINAL.md §5)."""
     return 2 * self.layer_depth
 
   def coded_depth(self, depth, source='<code>'):

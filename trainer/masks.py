@@ -1,4 +1,4 @@
-"""Raster-scan masks of the progressive model's masked convolutions (ORIGINAL.md §5).
+"""Raster-scan masks of the progressive model's masked convolutions (docs/ORIGINAL.md §5).
 
 One spatial mask is shared by every input and output channel. `strict` hides the centre tap
 too (the current pixel); non-strict keeps it. Rows below the centre are always hidden.

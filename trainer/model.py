@@ -1,5 +1,5 @@
 """The progressive probability model of arXiv 1703.10114 in Keras (tf_keras), faithful to the
-original TF1 code (ORIGINAL.md §5, shared/reference/README.md) but free of its limits.
+original TF1 code (docs/ORIGINAL.md §5, tests/data/reference/README.md) but free of its limits.
 
 Data flow for a code of L layers, x_k = layer k's bits as +-1, [B, H, W, cd] each:
 
@@ -33,7 +33,7 @@ import tf_keras as keras
 from entropy_coder.trainer import masks
 from entropy_coder.trainer.config import ModelConfig
 
-# Predictions are clipped to +-(1 - EPSILON) before the code length (ORIGINAL.md §5).
+# Predictions are clipped to +-(1 - EPSILON) before the code length (docs/ORIGINAL.md §5).
 EPSILON = 0.001
 
 
@@ -93,7 +93,7 @@ def _initializer(kind, stddev, seed):
 
 
 def _lstm_update(z, c_prev):
-  """Gate order f, i, j, o (ORIGINAL.md §5); no peepholes."""
+  """Gate order f, i, j, o (docs/ORIGINAL.md §5); no peepholes."""
   f, i, j, o = tf.split(z, 4, axis=-1)
   c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(j)
   return tf.sigmoid(o) * tf.tanh(c), c

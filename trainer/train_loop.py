@@ -1,6 +1,6 @@
 """The training loop shared by the TFX Trainer (`run_fn`) and `entropy-coder train`.
 
-Faithful to the original's optimisation (ORIGINAL.md §6): Adam with epsilon = 1.0 (unusual, kept
+Faithful to the original's optimisation (docs/ORIGINAL.md §6): Adam with epsilon = 1.0 (unusual, kept
 on purpose), learning rate lr0 * decay_rate ^ floor(step / max(samples_per_decay / batch, 1)),
 loss = mean code length over layers (bits/bit). Better than the original: a step limit, a
 seeded shuffle, an eval split, every step trains (the original's summary steps consumed a

@@ -31,7 +31,7 @@ def register(subparsers):
   run_parser = actions.add_parser(
       'run', help='run the pipeline here (BeamDagRunner, sqlite ML-Metadata)',
       description='Runs the pipeline on this machine; a second run with nothing changed '
-      're-uses every cached output. Default: the ~10-minute demo.')
+      're-uses every cached output. Default: the ~5-minute demo.')
   run_parser.add_argument('--pipeline-root', default=_DEFAULT_ROOT,
                           help=f'where artifacts, metadata.sqlite and serving_model/ go '
                           f'(default {_DEFAULT_ROOT})')
@@ -235,8 +235,9 @@ def _component_progress():
   """Shows which component runs (and which were cached) instead of TFX's INFO firehose.
 
   The level is set through absl's verbosity flag, not on the logger: TensorFlow's SavedModel
-  code saves and restores that flag around every save (trackable/autotrackable.py), which
-  would silently reset a level set on the logger alone.
+  code saves and restores that flag around every save
+  (tensorflow/python/trackable/autotrackable.py), which would silently reset a level set on the
+  logger alone.
   """
   from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   absl_logger = logging.getLogger('absl')

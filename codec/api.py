@@ -234,7 +234,9 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
     raise UserError(describe(source, 'header layer_depth / channel_causal do not match the model'))
   for chunk in header.chunks:
     net.layers_of(chunk.depth, source)
-  counter = _Progress(progress, sum(c.samples * c.height * c.width * c.depth for c in header.chunks))
+  # bitstream.parse has bounded every chunk's code bits by what its stream can hold
+  # (max_code_bits), so the work and the engine's buffers below are linear in the file's size.
+  counter = _Progress(progress, header.code_bits)
   payloads = list(bitstream.chunk_payloads(data, header))
   jobs = [lambda chunk=chunk, payload=payload, i=i:
           _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory)

@@ -12,10 +12,12 @@
     payload       the chunks' range-coder streams, back to back
 
 Everything is checked before any decoding starts: magic, version, coder, both CRCs, exact file
-length, table consistency and a bound on the work (symbols per payload bit), so a damaged file
-gives one clear UserError and never a hang or a silently wrong result.
+length, table consistency and a bound on the work (`max_code_bits`: code bits per payload bit),
+so a damaged or hostile file gives one clear UserError and never a hang, an absurd allocation or
+a silently wrong result: decoding a file of N bytes costs work and memory proportional to N.
 """
 import dataclasses
+import math
 import struct
 import zlib
 
@@ -46,9 +48,44 @@ PAYLOAD_CRC_OFFSET = 28
 # absurd memory or time.
 MAX_DIM = 1 << 16
 MAX_SAMPLES = 1 << 26
-# P(bit) is clipped to [2^-16, 1 - 2^-16], so every coded bit costs at least
-# -log2(1 - 2^-16) ~ 1/45426 bit: a stream cannot hold more symbols than this many per bit.
-MAX_SYMBOLS_PER_PAYLOAD_BIT = 1 << 16
+
+# The most probable a coded symbol (bit value) can be under coder 1: P(1) = q / 2^16 with q in
+# [33, 65503], so P(either value) <= 65503 / 2^16. The model clips pred to +-0.999 in float32
+# (codec/network.py PRED_CLIP) and the engine rounds P(1) = (pred + 1) / 2 to the grid
+# (engine._quantize): float32(0.999) = 0.99900001287..., P = 0.99950000643..., q = round(P * 2^16)
+# = round(65503.23) = 65503; the other end gives round(32.77) = 33 = 2^16 - 65503.
+# test_work_bound_assumes_the_engines_clip checks this against the engine.
+MAX_SYMBOL_PROBABILITY = 65503 / 65536
+# Bits of slack per stream on top of the derivation below (which needs none): two 32-bit words.
+STREAM_SLACK_BITS = 64
+# 1 / -log2(65503 / 65536) = 1376.20...: see max_code_bits.
+MAX_CODE_BITS_PER_PAYLOAD_BIT = -1.0 / math.log2(MAX_SYMBOL_PROBABILITY)
+
+
+def max_code_bits(payload_bytes):
+  """The most code bits (coded symbols) a chunk stream of `payload_bytes` can hold:
+  floor((8 * payload_bytes + STREAM_SLACK_BITS) / -log2(65503 / 65536)), ~1,376 per payload bit.
+
+  Derivation (constriction 0.5 `RangeEncoder`: 64-bit state, 32-bit words, 24-bit probabilities).
+  * The coder's probabilities never exceed the grid's: `Bernoulli(perfect=False)` turns
+    P(1) = p = q / 2^16 into the integers P0 = floor((1 - p) * (2^24 - 2)) + 1 and P1 = 2^24 - P0
+    out of 2^24 (exact in float64): P1 = 256 q and P0 = 256 (2^16 - q), except for q < 2^15 where
+    P1 is one more and P0 one less. For q in [33, 65503] every symbol thus has an integer
+    probability P <= 256 * 65503, i.e. P / 2^24 <= p_max = MAX_SYMBOL_PROBABILITY.
+  * Encoding a symbol sets range' = floor(range / 2^24) * P <= range * p_max: the range shrinks by
+    at least -log2(p_max) = 0.000726638 bits (c) per symbol (the floor only shrinks it more).
+  * The range starts below 2^64 and is kept >= 2^32: whenever it drops below 2^32 it is
+    multiplied by 2^32 and exactly one word goes to the stream (possibly held back by carry
+    handling, always written by the end). After n symbols and R such words,
+    2^32 <= range < 2^64 * 2^-(c n) * 2^(32 R), so c n < 32 (R + 1).
+  * Sealing the stream adds one or two words (none only if nothing was coded), so the stream has
+    W >= R + 1 words: n < 32 W / c = payload bits / c. The bound adds STREAM_SLACK_BITS to that.
+  Any stream the encoder writes satisfies it (test_work_bound_holds_for_the_cheapest_streams...
+  codes the cheapest possible symbols and reaches ~90% of it), so a chunk table declaring more is
+  damaged or hostile, and the decoder, whose work and memory are linear in the declared code bits,
+  never does more than a fixed multiple of what the file could really hold.
+  """
+  return math.floor((8 * payload_bytes + STREAM_SLACK_BITS) * MAX_CODE_BITS_PER_PAYLOAD_BIT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +95,10 @@ class Chunk:
   depth: int
   samples: int
   payload_bytes: int
+
+  @property
+  def code_bits(self):
+    return self.samples * self.height * self.width * self.depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +122,12 @@ class Header:
   @property
   def payload_size(self):
     return sum(chunk.payload_bytes for chunk in self.chunks)
+
+  @property
+  def code_bits(self):
+    """The code bits the whole file declares (what decoding produces), at most the sum of
+    max_code_bits over its chunks."""
+    return sum(chunk.code_bits for chunk in self.chunks)
 
 
 def pack(header_fields, chunks, sample_index, sample_crc, payloads):
@@ -135,6 +182,9 @@ def parse(data, source):
   if zlib.crc32(data[payload_start:]) != payload_crc:
     fail('corrupt payload (CRC32 mismatch)')
 
+  # The chunk table, all of it before anything is decoded: shapes, sizes that add up to the
+  # payload (streams are back to back, so none can overlap another or reach past the end), and
+  # the work bound on every chunk, hence on the whole file's declared output.
   chunks = []
   offset = FIXED_HEADER.size
   for _ in range(chunk_count):
@@ -142,14 +192,15 @@ def parse(data, source):
     offset += CHUNK_ENTRY.size
     if (min(chunk.height, chunk.width, chunk.depth, chunk.samples) < 1
         or max(chunk.height, chunk.width) > MAX_DIM or chunk.depth > MAX_DIM
-        or chunk.depth % layer_depth or chunk.payload_bytes % 4):
-      fail(f'corrupt chunk table entry {chunk}')
-    symbols = chunk.samples * chunk.height * chunk.width * chunk.depth
-    if symbols > MAX_SYMBOLS_PER_PAYLOAD_BIT * (8 * chunk.payload_bytes + 64):
-      fail(f'corrupt chunk table: {symbols} bits cannot come from {chunk.payload_bytes} bytes')
+        or chunk.depth % layer_depth or chunk.payload_bytes % 4 or chunk.payload_bytes == 0):
+      fail(f'corrupt chunk table entry {chunk}')  # every stream holds at least one word
     chunks.append(chunk)
   if sum(c.samples for c in chunks) != sample_count or sum(c.payload_bytes for c in chunks) != payload_size:
     fail('corrupt header (chunk table does not add up)')
+  for i, chunk in enumerate(chunks):
+    if chunk.code_bits > max_code_bits(chunk.payload_bytes):
+      fail(f'corrupt chunk table: chunk {i} declares {chunk.code_bits} code bits, which cannot '
+           f'come from {chunk.payload_bytes} bytes (at most {max_code_bits(chunk.payload_bytes)})')
   crcs = [SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
   offset += 4 * sample_count
   index = list(range(sample_count))

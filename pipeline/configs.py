@@ -37,6 +37,10 @@ TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
 # able to import the project).
 LOCAL_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 
+# RealCompressionCheck blesses a push only when the real payload is at most this much above the
+# model's theoretical code length (relative; = components/real_compression.py's default).
+DEFAULT_MAX_REAL_OVER_THEORY = 0.02
+
 # The small demo model (configs/demo/*.json). With RunSettings' defaults (5,000 16x16x8 codes,
 # 4,000 steps of 16) the whole run takes about 5 minutes on 2 shared CPU cores.
 DEMO_MODEL_CONFIG = {'layer_depth': 2, 'layer_count': 8}
@@ -60,6 +64,8 @@ class RunSettings:
   max_code_length: float = 1.0
   change_tolerance: float = 0.0
   real_compression_check: bool = True  # also code the eval split for real (RealCompressionCheck)
+  # Push only if that real payload is at most this much (relative) above the model's code length.
+  max_real_over_theory: float = DEFAULT_MAX_REAL_OVER_THEORY
 
   def pipeline_arguments(self):
     """The `create_pipeline` keyword arguments these settings decide (both runners use them;
@@ -68,7 +74,8 @@ class RunSettings:
                 train_steps=self.train_steps, count=self.count, code_shape=self.code_shape,
                 seed=self.seed, max_code_length=self.max_code_length,
                 change_tolerance=self.change_tolerance,
-                real_compression_check=self.real_compression_check)
+                real_compression_check=self.real_compression_check,
+                max_real_over_theory=self.max_real_over_theory)
 
   def replace(self, **changes):
     """A copy with the non-None `changes` applied (CLI flags left unset keep the config)."""
@@ -96,6 +103,12 @@ class RunSettings:
     if not isinstance(self.real_compression_check, bool):
       raise UserError(describe(source, f'"real_compression_check" must be true or false, '
                                f'got {self.real_compression_check!r}'))
+    if (isinstance(self.max_real_over_theory, bool)
+        or not isinstance(self.max_real_over_theory, (int, float))
+        or not self.max_real_over_theory >= 0):
+      raise UserError(describe(source, f'"max_real_over_theory" must be a number >= 0 (0.02 = '
+                               f'real size at most 2 % above theory), got '
+                               f'{self.max_real_over_theory!r}'))
     if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
     return dataclasses.replace(self, code_shape=tuple(shape))

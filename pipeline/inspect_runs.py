@@ -3,7 +3,9 @@
 Everything is found through ML-Metadata (`<root>/metadata.sqlite`), never by guessing folder
 names: the latest Evaluator execution (run or cache hit) -> its input events give the
 candidate and baseline models, its output events the evaluation and the blessing; the Pusher
-execution that consumed that blessing gives the pushed model. Metric values come from TFMA's
+execution that consumed that blessing gives the pushed model; the RealCompressionCheck
+execution of the candidate model (finished or FAILED) gives the real-bitstream report and the
+round-trip blessing the Pusher also required. Metric values come from TFMA's
 own reader (`tfma.load_eval_result`), so the CLI shows exactly what a notebook would.
 
 Named `inspect_runs` rather than `inspect` so it can never shadow the standard library's
@@ -36,7 +38,9 @@ class Evaluation:
   changes: Dict[str, float]  # TFMA's candidate - baseline, when there was a baseline
   failed_checks: List[str]
   pushed_model_uri: Optional[str]
-  real_compression: Optional[Dict[str, float]]
+  # RealCompressionCheck's report (numbers, `round_trip_ok`) plus `blessed` (its InfraBlessing,
+  # None when not recorded), `reason` (why not blessed) and `state` (COMPLETE, CACHED, FAILED).
+  real_compression: Optional[Dict[str, object]]
 
   @property
   def layer_names(self):
@@ -63,10 +67,13 @@ def open_store(root):
   return metadata_store.MetadataStore(config)
 
 
-def _executions_of(store, type_suffix):
-  """Finished executions (run or cached) of node types whose name ends with `type_suffix`."""
+def _executions_of(store, type_suffix, with_failed=False):
+  """Finished executions (run or cached; `with_failed` also FAILED ones) of node types whose
+  name ends with `type_suffix`."""
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
   done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+  if with_failed:
+    done += (metadata_store_pb2.Execution.FAILED,)
   found = []
   for execution_type in store.get_execution_types():
     if execution_type.name.endswith(type_suffix):
@@ -178,6 +185,7 @@ def latest_evaluation(root) -> Evaluation:
   candidate = by_role.get('candidate', {})
   baseline = by_role.get('baseline')
   model = _candidate_model(inputs, candidate.get('location'))
+  pusher = _pusher_of(store, blessing) if blessing is not None else None
   blessed = None
   if blessing is not None:
     flag = _property(blessing, 'blessed')
@@ -194,8 +202,8 @@ def latest_evaluation(root) -> Evaluation:
       baseline_metrics=baseline['metrics'] if baseline else None,
       changes=candidate.get('changes', {}),
       failed_checks=_failed_checks(evaluation.uri),
-      pushed_model_uri=_pushed_uri(store, blessing) if blessing is not None else None,
-      real_compression=_real_compression(store, model) if model is not None else None)
+      pushed_model_uri=_pushed_uri(store, pusher),
+      real_compression=_real_compression(store, model, pusher) if model is not None else None)
 
 
 def _candidate_model(inputs, location):
@@ -217,36 +225,69 @@ def _state_name(state):
   return metadata_store_pb2.Execution.State.Name(state)
 
 
-def _pushed_uri(store, blessing):
-  """Where the Pusher that consumed `blessing` pushed the model, or None (not pushed)."""
+def _pusher_of(store, blessing):
+  """The newest Pusher execution that consumed the Evaluator's `blessing`, or None."""
   for execution in reversed(_executions_of(store, _PUSHER_TYPE_SUFFIX)):
     consumed = _single(_inputs(store, execution.id), 'model_blessing')
-    if consumed is None or consumed.id != blessing.id:
-      continue
-    pushed = _single(_outputs(store, execution.id), 'pushed_model')
-    if pushed is not None and _property(pushed, 'pushed'):
-      return _property(pushed, 'pushed_destination')
-    return None
+    if consumed is not None and consumed.id == blessing.id:
+      return execution
   return None
 
 
-def _real_compression(store, model):
-  """The report RealCompressionCheck wrote for this model (real bits per bit etc.), if it ran."""
+def _pushed_uri(store, pusher):
+  """Where `pusher` (an execution) pushed the model, or None (not pushed, or no Pusher ran)."""
+  if pusher is None:
+    return None
+  pushed = _single(_outputs(store, pusher.id), 'pushed_model')
+  if pushed is not None and _property(pushed, 'pushed'):
+    return _property(pushed, 'pushed_destination')
+  return None
+
+
+def _real_compression(store, model, pusher=None):
+  """What RealCompressionCheck found for this model: its report, its blessing and its state.
+
+  The check whose blessing `pusher` (the Pusher of this evaluation) consumed, so the push line
+  and the round-trip line tell of the same decision; without one, the newest check execution
+  that consumed `model`, FAILED ones included, so that a check that broke is shown as such
+  rather than hidden (a failed execution blessed nothing: nothing was pushed).
+  """
   from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
-  for execution in reversed(_executions_of(store, _REAL_COMPRESSION_TYPE_SUFFIX)):
+  checks = _executions_of(store, _REAL_COMPRESSION_TYPE_SUFFIX, with_failed=True)
+  consumed_blessing = _single(_inputs(store, pusher.id), 'infra_blessing') if pusher else None
+  if consumed_blessing is not None:
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+    producers = {e.execution_id for e in store.get_events_by_artifact_ids([consumed_blessing.id])
+                 if e.type == metadata_store_pb2.Event.OUTPUT}
+    checks = [e for e in checks if e.id in producers] or checks
+  for execution in reversed(checks):
     consumed = _single(_inputs(store, execution.id), 'model')
     if consumed is None or consumed.id != model.id:
       continue
-    output = _single(_outputs(store, execution.id), 'compression')
-    if output is None:
-      return None
-    path = os.path.join(output.uri, real_compression.REPORT_FILE)
-    try:
-      with open(path, encoding='utf-8') as f:
-        report = json.load(f)
-    except (OSError, ValueError):
-      return None
-    return {k: v for k, v in report.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)} | {
-                'round_trip_ok': bool(report.get('round_trip_ok'))}
+    state = _state_name(execution.last_known_state)
+    outputs = _outputs(store, execution.id)
+    output, blessing = _single(outputs, 'compression'), _single(outputs, 'blessing')
+    report = {}
+    if output is not None:
+      try:
+        with open(os.path.join(output.uri, real_compression.REPORT_FILE), encoding='utf-8') as f:
+          report = json.load(f)
+      except (OSError, ValueError):
+        report = {}
+    found = {k: v for k, v in report.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    found['round_trip_ok'] = bool(report.get('round_trip_ok'))
+    found['state'] = state
+    if state == 'FAILED':
+      found['blessed'] = False
+      found['reason'] = (f'the RealCompressionCheck execution {execution.id} FAILED (its log '
+                         'has the error), so nothing blessed the push')
+    elif blessing is not None:
+      flag = _property(blessing, 'blessed')
+      found['blessed'] = bool(flag) if flag is not None else None
+      found['reason'] = _property(blessing, 'reason') or ''
+    else:  # a run from before the check blessed pushes
+      found['blessed'] = None
+      found['reason'] = ''
+    return found
   return None

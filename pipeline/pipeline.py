@@ -6,9 +6,12 @@
                                            Trainer ──model──>│<─────────────────│──┐
                                               │              v                  v  │
  Resolver(latest blessed model) ──baseline──> Evaluator (TFMA)     RealCompressionCheck
-                                              │ blessing
-                                              v
-                                           Pusher ──> serving_model/<version>  (blessed only)
+                                              │ blessing (ModelBlessing)        │ blessing
+                                              v                                 │ (InfraBlessing:
+                                           Pusher <──infra_blessing─────────────┘  exact round
+                                              │                                    trip, real
+                                              v                                    size ~ theory)
+                                   serving_model/<version>  (only when BOTH are blessed)
 ```
 
 Why no StatisticsGen / SchemaGen / ExampleValidator: our Examples hold one packed `code` bytes
@@ -46,6 +49,7 @@ def create_pipeline(
     change_tolerance: float = eval_config_lib.DEFAULT_CHANGE_TOLERANCE,
     use_resolver: bool = True,
     real_compression_check: bool = True,
+    max_real_over_theory: float = configs.DEFAULT_MAX_REAL_OVER_THEORY,
     enable_cache: bool = True,
     metadata_connection_config=None,
     beam_pipeline_args: Sequence[str] = (),
@@ -62,7 +66,11 @@ def create_pipeline(
       no worse). Only applies when `use_resolver` finds a blessed baseline.
     use_resolver: False drops the latest-blessed-model Resolver (open-source Kubeflow cannot
       run it, docs/PIPELINE.md), leaving only the absolute bound.
-    real_compression_check: add RealCompressionCheck (actual bitstream size on the eval split).
+    real_compression_check: add RealCompressionCheck (real compress + decompress of the eval
+      split); its InfraBlessing is the Pusher's `infra_blessing`, so a model is pushed only
+      after an exact round trip. False leaves the push to the Evaluator's blessing alone.
+    max_real_over_theory: the check blesses only when the real payload is at most this much
+      (relative, 0.02 = 2 %) above the model's theoretical code length.
   """
   from entropy_coder import components  # pylint: disable=g-import-not-at-top
 
@@ -98,16 +106,21 @@ def create_pipeline(
       eval_config=eval_config_lib.make_eval_config(
           max_code_length=max_code_length, change_tolerance=change_tolerance))
 
+  round_trip_blessing = None
+  if real_compression_check:
+    from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
+    check = real_compression.RealCompressionCheck(
+        examples=examples, model=model, max_real_over_theory=float(max_real_over_theory))
+    nodes.append(check)
+    round_trip_blessing = check.outputs['blessing']
+
   pusher = tfx.components.Pusher(
       model=model,
       model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=round_trip_blessing,
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
   nodes += [evaluator, pusher]
-
-  if real_compression_check:
-    from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
-    nodes.append(real_compression.RealCompressionCheck(examples=examples, model=model))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,

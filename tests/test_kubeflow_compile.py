@@ -14,7 +14,8 @@ from entropy_coder.pipeline import pipeline
 IMAGE = 'registry.example/entropy-coder:test'
 ROOT = 'gs://bucket/entropy'
 ENTRYPOINT = ['python', '-m', 'tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor']
-SETTINGS = configs.RunSettings(count=500, train_steps=7, max_code_length=0.9)
+SETTINGS = configs.RunSettings(count=500, train_steps=7, max_code_length=0.9,
+                               max_real_over_theory=0.05)
 
 
 @pytest.fixture(scope='module')
@@ -68,6 +69,9 @@ def test_tasks_and_edges_are_the_local_dag_minus_the_resolver(compiled, tmp_path
              for key, channel in task.inputs.artifacts.items()}
       for name, task in spec.root.dag.tasks.items()}
   assert compiled_edges == expected
+  # The push needs both blessings: TFMA's and the real round trip's.
+  assert compiled_edges['Pusher']['model_blessing'] == ('Evaluator', 'blessing')
+  assert compiled_edges['Pusher']['infra_blessing'] == ('RealCompressionCheck', 'blessing')
   assert kfp_local.task_order(spec).index('Trainer') < kfp_local.task_order(spec).index('Evaluator')
 
   executors = json_format.MessageToDict(spec.deployment_spec)['executors']
@@ -97,6 +101,8 @@ def test_parameters_carry_the_settings(compiled):
   (threshold,) = [m['threshold'] for m in eval_config['metrics_specs'][0]['metrics']
                   if m['class_name'] == 'CodeLength']
   assert threshold['value_threshold']['upper_bound'] == 0.9
+  check = tasks['RealCompressionCheck'].inputs.parameters['max_real_over_theory']
+  assert check.runtime_value.constant.number_value == 0.05
   query = json.loads(json.loads(constant('SyntheticCodeGen', 'input_config'))['splits'][0]['pattern'])
   assert query['count'] == 500
 

@@ -48,6 +48,13 @@ def _output_uri(root, component, key):
   return inspect_runs._outputs(store, executions[-1].id)[key][0]  # pylint: disable=protected-access
 
 
+def _input_uri(root, component, key):
+  """The input artifact `key` of the newest execution of `component`, via ML-Metadata."""
+  store = inspect_runs.open_store(root)
+  executions = inspect_runs._executions_of(store, '.' + component)  # pylint: disable=protected-access
+  return inspect_runs._inputs(store, executions[-1].id)[key][0]  # pylint: disable=protected-access
+
+
 def _eval_records(examples_uri):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   files = sorted(glob.glob(os.path.join(examples_uri, 'Split-eval', '*')))
@@ -111,6 +118,14 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
   assert real['theoretical_bits_per_bit'] == pytest.approx(code_length, rel=1e-4)
   assert code_length <= real['real_payload_bits_per_bit'] < code_length + 0.05
 
+  # The round trip is exact and within the default tolerance, so the check blesses the push:
+  # the Pusher's infra_blessing input is that InfraBlessing, blessed = 1.
+  assert real['payload_over_theory'] <= configs.DEFAULT_MAX_REAL_OVER_THEORY
+  assert real['blessed'] is True and real['reason'] == '' and real['state'] == 'COMPLETE'
+  check_blessing = _output_uri(root, 'RealCompressionCheck', 'blessing')
+  assert check_blessing.custom_properties['blessed'].int_value == 1
+  assert _input_uri(root, 'Pusher', 'infra_blessing').id == check_blessing.id
+
   # Blessed (under the bound, no baseline yet) and pushed: the very model, byte for byte.
   assert evaluation.blessed is True and evaluation.baseline_model_uri is None
   assert os.path.dirname(evaluation.pushed_model_uri) == paths.serving_model_dir
@@ -155,7 +170,7 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   captured = capsys.readouterr()
   assert status == 0
   assert 'blessed            NO (code_length (bound)' in captured.out
-  assert 'pushed model       none (not blessed)' in captured.out
+  assert 'pushed model       none (not blessed by the Evaluator)' in captured.out
   assert '] Trainer done in' in captured.err  # one progress line per component
 
   evaluation = inspect_runs.latest_evaluation(root)
@@ -195,3 +210,59 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   names = list(table[('metric_keys', 'name')])
   values = list(table[('metric_values', 'double_value')])
   assert values[names.index('code_length')] == pytest.approx(evaluation.metrics['code_length'])
+
+
+def test_cli_run_whose_real_size_misses_the_tolerance_is_blessed_by_tfma_but_not_pushed(
+    tmp_path, capsys):
+  """`--max-real-over-theory 0`: an exact round trip whose payload cannot be smaller than the
+  ideal code length (a range coder's termination alone costs bytes). The check completes and
+  blesses nothing, the Pusher (TFMA blessed the model) pushes nothing, and both the summary and
+  `entropy-coder metrics` say why."""
+  from entropy_coder import cli  # pylint: disable=g-import-not-at-top
+  from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
+  root = str(tmp_path / 'root')
+  config = tmp_path / 'tiny.json'
+  config.write_text(json.dumps({
+      'model_config': SETTINGS.model_config, 'train_config': SETTINGS.train_config,
+      'count': 100, 'code_shape': [8, 8, 4], 'train_steps': 5, 'max_code_length': 1.5}))
+  status = cli.main(['pipeline', 'run', '--pipeline-root', root, '--config', str(config),
+                     '--max-real-over-theory', '0'])
+  captured = capsys.readouterr()
+  assert status == 0
+  for component in COMPONENTS:  # nothing failed: the pipeline went on to the Pusher
+    assert _executions(root)[component] == ['COMPLETE'], component
+
+  evaluation = inspect_runs.latest_evaluation(root)
+  real = evaluation.real_compression
+  assert evaluation.blessed is True  # TFMA's verdict alone would have pushed it
+  assert real['round_trip_ok'] is True and real['blessed'] is False
+  assert real['payload_over_theory'] > 0 and real['max_real_over_theory'] == 0
+  assert real['reason'].startswith('real payload ') and 'max_real_over_theory 0 allows' in real['reason']
+  assert evaluation.pushed_model_uri is None
+
+  out = captured.out
+  assert 'blessed            yes' in out
+  assert f'round trip         NOT BLESSED: {real["reason"]}' in out
+  assert f'pushed model       none (round trip not blessed: {real["reason"]})' in out
+
+  # The Pusher read the check's InfraBlessing (blessed 0) and pushed nothing.
+  check_blessing = _output_uri(root, 'RealCompressionCheck', 'blessing')
+  assert check_blessing.custom_properties['blessed'].int_value == 0
+  assert check_blessing.custom_properties['reason'].string_value == real['reason']
+  assert os.path.exists(os.path.join(check_blessing.uri, real_compression.NOT_BLESSED_FILE))
+  assert _input_uri(root, 'Pusher', 'infra_blessing').id == check_blessing.id
+  assert _output_uri(root, 'Pusher', 'pushed_model').custom_properties['pushed'].int_value == 0
+  serving = os.path.join(root, configs.SERVING_MODEL_DIRNAME)
+  assert not os.path.exists(serving) or not os.listdir(serving)
+
+  # `entropy-coder metrics`: the table and the JSON say the same.
+  assert cli.main(['metrics', root]) == 0
+  table = capsys.readouterr().out
+  assert '\nBLESSED\n' in table
+  assert f'round trip  NOT BLESSED: {real["reason"]}' in table
+  assert f'not pushed  (round trip not blessed: {real["reason"]})' in table
+  assert cli.main(['metrics', root, '--json']) == 0
+  shown = json.loads(capsys.readouterr().out)
+  assert shown['real_compression']['blessed'] is False
+  assert shown['real_compression']['reason'] == real['reason']
+  assert shown['pushed_model_uri'] is None

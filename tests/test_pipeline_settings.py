@@ -26,6 +26,14 @@ def test_embedded_demo_equals_configs_demo():
   assert configs.RunSettings().checked() == configs.RunSettings()
 
 
+def test_the_round_trip_tolerance_default_is_the_components():
+  from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
+  assert configs.RunSettings().max_real_over_theory == configs.DEFAULT_MAX_REAL_OVER_THEORY
+  assert configs.DEFAULT_MAX_REAL_OVER_THEORY == real_compression.DEFAULT_MAX_REAL_OVER_THEORY
+  settings = pipeline_command.settings_from_args(_args('--max-real-over-theory', '0.05'))
+  assert settings.pipeline_arguments()['max_real_over_theory'] == 0.05
+
+
 def test_config_folder_takes_the_originals_json_files():
   settings = configs.load_settings(os.path.join(REPO, 'configs', 'synthetic'))
   assert settings.model_config == {'layer_depth': 2, 'layer_count': 8}
@@ -52,6 +60,8 @@ def test_config_file_then_flags_override_the_demo(tmp_path):
     ('{"max_code_length": -1}', '"max_code_length" must be a positive number'),
     ('{"model_config": {"layer_depth": 0, "layer_count": 2}}', 'layer_depth'),
     ('{"real_compression_check": "yes"}', '"real_compression_check" must be true or false'),
+    ('{"max_real_over_theory": -0.01}', '"max_real_over_theory" must be a number >= 0'),
+    ('{"max_real_over_theory": "2%"}', '"max_real_over_theory" must be a number >= 0'),
     ('[1, 2]', 'must be a JSON object'),
     ('{"count": 1', 'not valid JSON'),
 ])

@@ -1,9 +1,9 @@
 """`entropy-coder metrics [PIPELINE_ROOT]`: the latest evaluation of a pipeline run, as a table.
 
 Found through ML-Metadata (entropy_coder.pipeline.inspect_runs): overall and per-layer code
-length, blessed or not and why, the baseline model's figures when there was one, and where
-the model was pushed. `--json` prints the same for scripts; `--plot` draws the per-layer code
-length.
+length, blessed or not and why, the baseline model's figures when there was one, the real
+round trip's verdict (the Pusher requires it too), and where the model was pushed or why not.
+`--json` prints the same for scripts; `--plot` draws the per-layer code length.
 """
 import json
 import math
@@ -77,13 +77,41 @@ def format_table(evaluation):
           '']
   tail = ['', f'{status}' + (': ' + '; '.join(evaluation.failed_checks)
                              if evaluation.failed_checks else '')]
+  if evaluation.real_compression:
+    tail.append('round trip  ' + format_round_trip(evaluation.real_compression))
   if evaluation.pushed_model_uri:
     tail.append(f'pushed to   {evaluation.pushed_model_uri}')
   elif evaluation.blessed is not None:
-    tail.append('not pushed')
+    tail.append(f'not pushed  ({why_not_pushed(evaluation)})')
   if evaluation.real_compression:
     tail.append(format_real_compression(evaluation.real_compression))
   return '\n'.join(head + lines + tail)
+
+
+def format_round_trip(report):
+  """The push gate of RealCompressionCheck: 'blessed: ...' or 'NOT BLESSED: <reason>'."""
+  blessed = report.get('blessed')
+  if blessed is None:
+    return 'no blessing recorded (a run from before the round trip gated the push)'
+  if not blessed:
+    return 'NOT BLESSED: ' + (report.get('reason') or 'no reason recorded')
+  gap, allowed = report.get('payload_over_theory'), report.get('max_real_over_theory')
+  within = ('' if gap is None or allowed is None else
+            f', payload {100 * gap:.2f} % above the model\'s code length (max {100 * allowed:.2f} %)')
+  return f'blessed: exact on {report.get("sample_count", "?")} codes{within}'
+
+
+def why_not_pushed(evaluation):
+  """Which blessing stopped the push: the Evaluator's, the round trip's, or both."""
+  reasons = []
+  if evaluation.blessed is False:
+    reasons.append('not blessed by the Evaluator')
+  elif evaluation.blessed is None:
+    reasons.append('no Evaluator blessing recorded')
+  report = evaluation.real_compression
+  if report and report.get('blessed') is False:
+    reasons.append('round trip not blessed: ' + (report.get('reason') or 'no reason recorded'))
+  return '; '.join(reasons) or 'the Pusher did not push'
 
 
 def format_real_compression(report):
@@ -91,6 +119,8 @@ def format_real_compression(report):
   def get(key):
     value = report.get(key)
     return '-' if value is None else f'{value:.4f}'
+  if report.get('state') == 'FAILED':
+    return 'real bitstream check FAILED (execution failed; its log has the error)'
   exact = 'exact' if report.get('round_trip_ok') else 'FAILED'
   return (f'real bitstream {get("real_bits_per_bit")} bits/bit with header '
           f'(payload {get("real_payload_bits_per_bit")}, model {get("theoretical_bits_per_bit")}; '

@@ -68,7 +68,8 @@ def register(subparsers):
 def _add_settings_arguments(parser):
   group = parser.add_argument_group('pipeline settings (default: the embedded demo)')
   group.add_argument('--config', help='JSON file of settings (model_config, train_config, count, '
-                     'code_shape, seed, train_steps, max_code_length, change_tolerance), or a '
+                     'code_shape, seed, train_steps, max_code_length, change_tolerance, '
+                     'max_real_over_theory, ...), or a '
                      'folder with model_config.json / train_config.json such as configs/synthetic')
   group.add_argument('--count', type=int, help='synthetic codes to generate')
   group.add_argument('--train-steps', type=int, help='Trainer step limit')
@@ -78,6 +79,9 @@ def _add_settings_arguments(parser):
                      help='model extension: a bit also sees the earlier bits of its own pixel')
   group.add_argument('--max-code-length', type=float,
                      help='bless only below this code length, bits per bit (default 1.0)')
+  group.add_argument('--max-real-over-theory', type=float,
+                     help="push only if the real bitstream's payload is at most this much "
+                     "(relative) above the model's code length (default 0.02 = 2 %%)")
 
 
 def _add_kubeflow_arguments(parser):
@@ -97,7 +101,8 @@ def settings_from_args(args):
   if args.config:
     settings = configs.load_settings(args.config, settings)
   settings = settings.replace(count=args.count, train_steps=args.train_steps,
-                              codes_dir=args.codes_dir, max_code_length=args.max_code_length)
+                              codes_dir=args.codes_dir, max_code_length=args.max_code_length,
+                              max_real_over_theory=args.max_real_over_theory)
   if args.channel_causal:
     settings = settings.replace(model_config={**settings.model_config, 'channel_causal': True})
   return settings.checked('pipeline settings')
@@ -130,8 +135,11 @@ def summary(evaluation, paths):
       + ('' if not evaluation.failed_checks else ' (' + '; '.join(evaluation.failed_checks) + ')'),
       ('real bitstream     ' + metrics_command.format_real_compression(evaluation.real_compression)
        .split(' ', 2)[2] if evaluation.real_compression else ''),
+      ('round trip         ' + metrics_command.format_round_trip(evaluation.real_compression)
+       if evaluation.real_compression else ''),
       f'metrics (TFMA)     {evaluation.evaluation_uri}',
-      f'pushed model       {evaluation.pushed_model_uri or "none (not blessed)"}',
+      'pushed model       ' + (evaluation.pushed_model_uri
+                               or f'none ({metrics_command.why_not_pushed(evaluation)})'),
       f'all pushes         {paths.serving_model_dir}',
       f'ML-Metadata        {paths.metadata_path}',
       f'more: entropy-coder metrics {paths.root}',

@@ -1,8 +1,8 @@
 """Incremental probabilities of the progressive model: one pixel at a time, many samples at once.
 
 The decoder learns the bits of pixel (y, x) only after it has decoded them, so it must evaluate
-the model pixel by pixel. Re-running the whole network per pixel (naive.py) costs O((H*W)^2);
-here every pixel adds only what it changes:
+the model pixel by pixel. Re-evaluating the layer on the partial code at every pixel (naive.py)
+costs O(H^2 W) per pixel; here every pixel adds only what it changes:
 
     per layer k, once:   s_k (from the finished layer k-1) -> a1 = T(conv3x3(s_k))
     per row y, once:     zrow[x] = bias + input_conv taps on a1[y, x-1], a1[y, x]

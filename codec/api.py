@@ -95,11 +95,21 @@ def _check_code(code, index, net):
     raise UserError(describe(source, f'a code must be a [H, W, D] array, got shape {list(code.shape)}'))
   if max(code.shape[:2]) > bitstream.MAX_DIM or code.shape[2] > bitstream.MAX_DIM:
     raise UserError(describe(source, f'code shape {list(code.shape)} exceeds {bitstream.MAX_DIM}'))
-  if not (np.issubdtype(code.dtype, np.integer) or code.dtype == np.bool_) or (
-      code.size and (code.min() < 0 or code.max() > 1)):
-    raise UserError(describe(source, 'a code must hold only 0 and 1'))
+  # Any bool, int or float dtype holding exactly 0 and 1 (a float 0.0 / 1.0 code is common).
+  numeric = code.dtype == np.bool_ or np.issubdtype(code.dtype, np.integer) or np.issubdtype(
+      code.dtype, np.floating)
+  if not numeric or (code.size and not np.isin(code, (0, 1)).all()):
+    example = f', values such as {_non_binary_example(code)}' if numeric else ''
+    raise UserError(describe(source, f'a code must hold only 0 and 1 (got dtype {code.dtype}'
+                             f'{example})'))
   net.layers_of(code.shape[2], source)
   return np.ascontiguousarray(code, dtype=np.uint8)
+
+
+def _non_binary_example(code):
+  """One value of `code` other than 0 and 1, for the error message."""
+  flat = code.reshape(-1)
+  return flat[np.flatnonzero(~np.isin(flat, (0, 1)))[0]].item()
 
 
 class _Progress:

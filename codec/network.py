@@ -23,6 +23,7 @@ import numpy as np
 
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import masks
+from entropy_coder.trainer.config import code_layers
 
 # pred_k is clipped to [-PRED_CLIP, PRED_CLIP] before P(1) = (pred + 1) / 2 (the original's eps).
 PRED_CLIP = 0.999
@@ -109,17 +110,11 @@ class Network:
   rbb: np.ndarray            # [cd]
 
   def layers_of(self, depth, source):
-    """Number of layers of a code with `depth` channels; UserError if this model cannot code it."""
-    cd = self.layer_depth
-    if depth % cd:
-      raise UserError(describe(source, f'code depth {depth} is not a multiple of the model\'s '
-                               f'layer_depth {cd}'))
-    layers = depth // cd
-    if layers > self.max_layers:
-      limit = ('coded_layer_count' if self.max_layers < self.layer_count else 'layer_count')
-      raise UserError(describe(source, f'code has {layers} layers of depth {cd} but the model '
-                               f'codes at most {self.max_layers} ({limit}); use a model with more layers'))
-    return layers
+    """Number of layers of a code with `depth` channels; UserError if this model cannot code it
+    (trainer.config.code_layers: the same check training makes, so what trained, codes)."""
+    coded = self.max_layers if self.max_layers < self.layer_count else 0
+    return code_layers(depth, self.layer_depth, self.layer_count, coded, source,
+                       f'the model at {self.source}')
 
 
 def build_network(model_files):

@@ -285,7 +285,16 @@ def parse_shape(text, source='--shape'):
     raise UserError(f'{source}: expected three positive ints "H,W,D", got "{text}"') from None
   if len(shape) != 3 or min(shape) < 1:
     raise UserError(f'{source}: expected three positive ints "H,W,D", got "{text}"')
+  _check_size(shape, source)
   return shape
+
+
+def _check_size(shape, source):
+  """No code above codes_format.MAX_CODE_BITS: the generator holds a 16-bit draw per bit."""
+  from entropy_coder.codes_format import MAX_CODE_BITS  # pylint: disable=g-import-not-at-top
+  if math.prod(shape) > MAX_CODE_BITS:
+    raise UserError(f'{source}: shape {list(shape)} is {math.prod(shape):,} bits per code, more '
+                    f'than the {MAX_CODE_BITS:,} a code may have')
 
 
 def check_shape(shape):
@@ -296,6 +305,7 @@ def check_shape(shape):
     raise UserError(f'code shape must be three positive ints [H, W, D], got {shape!r}') from None
   if len(shape) != 3 or min(shape) < 1:
     raise UserError(f'code shape must be three positive ints [H, W, D], got {list(shape)}')
+  _check_size(shape, 'code shape')
   return shape
 
 

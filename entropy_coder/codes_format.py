@@ -13,9 +13,16 @@ Three layouts (docs/FORMAT.md describes them for users):
   `allow_pickle=False`: a pickle in a user file is refused, never executed.
 
 Codes in memory are always `uint8` arrays of shape `[H, W, D]` holding 0 or 1.
+
+Input files are told apart by their first bytes, never by their names (`sniff_format`): a zip
+archive is a `.npz`, a GZIP stream a GZIP TFRecord, a valid TFRecord length header a plain
+TFRecord. `read_codes` is the one reader of a user's INPUT argument (compress, code-length).
 """
+import glob
 import math
 import os
+import re
+import struct
 import zipfile
 
 import numpy as np
@@ -30,6 +37,19 @@ FEATURE_SAMPLE_INDEX = 'sample_index'
 EXAMPLE_FORMAT_VERSION = 1
 
 _NPZ_KEYS = ('codes', 'shape')
+
+# Largest code accepted from a file or a flag, in bits (2^27 = 16 MiB packed; a 4K image's
+# gru_prime3 code is 16.6 M bits). A few compressed bytes can declare any shape: this bound
+# keeps a 20-byte file from making a reader allocate gigabytes.
+MAX_CODE_BITS = 1 << 27
+
+# What `sniff_format` finds.
+FORMAT_NPZ = 'npz'
+FORMAT_TFRECORD = 'TFRecord'
+FORMAT_TFRECORD_GZIP = 'GZIP TFRecord'
+_ZIP_MAGICS = (b'PK\x03\x04', b'PK\x05\x06')  # a local file header; an empty archive
+_GZIP_MAGIC = b'\x1f\x8b'
+_NPY_MAGIC = b'\x93NUMPY'
 
 
 def pack_code(bits):
@@ -52,11 +72,19 @@ def unpack_code(data, shape, source='<code>'):
 
 
 def check_shape(shape, source='<code>'):
-  """A code shape must be three positive ints [H, W, D]."""
+  """A code shape must be three positive ints [H, W, D], at most MAX_CODE_BITS bits."""
   shape = [int(s) for s in shape]
   if len(shape) != 3 or min(shape) < 1:
     raise UserError(describe(source, f'code_shape must be 3 positive ints [H, W, D], got {shape}'))
+  check_code_bits(math.prod(shape), source, shape)
   return tuple(shape)
+
+
+def check_code_bits(count, source, shape):
+  """A code of `count` bits must not exceed MAX_CODE_BITS (checked before any allocation)."""
+  if count > MAX_CODE_BITS:
+    raise UserError(describe(source, f'shape {list(shape)} is {count:,} bits, more than the '
+                             f'{MAX_CODE_BITS:,} bits a code may have'))
 
 
 def encode_example(bits):
@@ -117,26 +145,136 @@ def is_gzip(path):
     return f.read(2) == b'\x1f\x8b'
 
 
+def tf_error_text(error):
+  """TensorFlow's error text without its '{{function_node ...}}' prefix and '[Op:...]' tail."""
+  text = re.sub(r'\{\{[^}]*\}\}\s*', '', error.message or type(error).__name__)
+  text = re.sub(r'\s*\[Op:[^\]]*\].*$', '', text.strip().splitlines()[0] if text.strip() else '')
+  text = re.sub(r"(\d)' failed with ", r'\1: ', text)  # "truncated record at 0' failed with EOF"
+  return text.rstrip(" '\"") or type(error).__name__
+
+
 def iter_tfrecord_codes(paths):
   """Yields (source, [H, W, D] code) for every record of the given TFRecord files."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for path in paths:
     if not tf.io.gfile.exists(path):
       raise UserError(describe(path, 'no such file'))
+    if tf.io.gfile.isdir(path):
+      raise UserError(describe(path, 'is a directory; expected a TFRecord file'))
     compression = 'GZIP' if is_gzip(path) else ''
+    if compression:
+      check_gzip_complete(path)
     dataset = tf.data.TFRecordDataset([path], compression_type=compression)
     try:
       for index, record in enumerate(dataset.as_numpy_iterator()):
         yield f'{path} record {index}', decode_example(record, f'{path} record {index}')
     except tf.errors.DataLossError as e:
-      raise UserError(describe(path, f'corrupt TFRecord file ({e.message.splitlines()[0]})')) from None
+      raise UserError(describe(path, f'corrupt {"GZIP " if compression else ""}TFRecord file '
+                               f'({tf_error_text(e)})')) from None
+    except tf.errors.OpError as e:
+      raise UserError(describe(path, f'cannot read ({tf_error_text(e)})')) from None
+
+
+def check_gzip_complete(path):
+  """UserError unless `path` is a complete GZIP stream (its CRC32 and length trailer checked).
+
+  TensorFlow's GZIP reader does not check the trailer: a file cut where a record ends reads as
+  a shorter, valid file, losing codes silently. Python's gzip module checks it; this streams
+  the file once (1 MiB at a time) without keeping it.
+  """
+  import gzip  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as raw, gzip.GzipFile(fileobj=raw, mode='rb') as stream:
+      while stream.read(1 << 20):
+        pass
+  except EOFError:
+    raise UserError(describe(path, 'corrupt GZIP TFRecord file (the GZIP stream is truncated)')) from None
+  except (gzip.BadGzipFile, zlib.error, OSError) as e:
+    raise UserError(describe(path, f'corrupt GZIP TFRecord file ({e})')) from None
+
+
+def sniff_format(path):
+  """FORMAT_NPZ, FORMAT_TFRECORD or FORMAT_TFRECORD_GZIP from the file's first bytes.
+
+  A name proves nothing (`entropy-coder sample --output x` writes a .npz called x): a zip
+  archive is a .npz, a GZIP stream a GZIP TFRecord, and 8 length bytes followed by their
+  masked CRC32C (TFRecord framing) a plain TFRecord. Anything else is a UserError naming it.
+  """
+  from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(12)
+  except FileNotFoundError:
+    raise UserError(describe(path, 'no such file')) from None
+  except IsADirectoryError:
+    raise UserError(describe(path, 'is a directory; expected a .npz or TFRecord file')) from None
+  except OSError as e:
+    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+  if head[:4] in _ZIP_MAGICS:
+    return FORMAT_NPZ
+  if head[:2] == _GZIP_MAGIC:
+    return FORMAT_TFRECORD_GZIP
+  if head[:6] == _NPY_MAGIC:
+    raise UserError(describe(path, 'is a .npy array, not a .npz archive with "codes" and "shape"'))
+  if not head:
+    raise UserError(describe(path, 'is empty; expected a .npz or TFRecord file'))
+  if len(head) == 12 and struct.unpack('<I', head[8:])[0] == tfrecord_files.masked_crc32c(head[:8]):
+    return FORMAT_TFRECORD
+  raise UserError(describe(path, 'is neither a .npz (zip archive) nor a TFRecord file (plain or '
+                           'GZIP)'))
+
+
+def read_codes(path):
+  """A user's INPUT (a .npz, a TFRecord file, or a glob of TFRecord files), by content.
+
+  -> (list of (source, [H, W, D] uint8 code), format, layer_depth): format is FORMAT_NPZ (with
+  the file's layer_depth) or a TFRecord format (layer_depth 0; GZIP only if every file is).
+  """
+  is_pattern = any(ch in path for ch in '*?[') and not os.path.exists(path)
+  paths = sorted(glob.glob(path)) if is_pattern else [path]
+  if not paths:
+    raise UserError(describe(path, 'no files match'))
+  formats = [sniff_format(name) for name in paths]
+  if formats == [FORMAT_NPZ]:
+    code, layer_depth = read_npz(paths[0])
+    return [(paths[0], code)], FORMAT_NPZ, layer_depth
+  for name, fmt in zip(paths, formats):
+    if fmt == FORMAT_NPZ:
+      raise UserError(describe(name, f'is a .npz, matched by the pattern {path}; a pattern '
+                               'must match TFRecord files only (give a .npz on its own)'))
+  codes = list(iter_tfrecord_codes(paths))
+  if not codes:
+    raise UserError(describe(path, 'holds no codes'))
+  fmt = FORMAT_TFRECORD_GZIP if set(formats) == {FORMAT_TFRECORD_GZIP} else FORMAT_TFRECORD
+  return codes, fmt, 0
+
+
+def _npy_header(archive, key, path):
+  """(shape, dtype) of member `key` of an open NpzFile, read from its .npy header alone: the
+  data is neither decompressed nor (for object arrays) unpickled."""
+  member = key if key in archive.zip.namelist() else key + '.npy'
+  with archive.zip.open(member) as f:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+      shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+      shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+      raise UserError(describe(path, f'"{key}" is a .npy of unsupported version {version}'))
+  return shape, dtype
 
 
 def read_npz(path):
   """Reads an original single-sample `.npz` -> ([H, W, D] uint8 code, layer_depth).
 
   Channel order as the original reader (docs/ORIGINAL.md §2): channel = iteration * layer_depth + bit.
+  Both arrays' .npy headers are checked (dtype, size, the declared code size) before any data
+  is read, so a pickle is never loaded and a few bytes cannot declare a gigabyte code.
   """
+  if os.path.isdir(path):
+    raise UserError(describe(path, 'is a directory; expected a .npz file'))
   if os.path.isfile(path) and not zipfile.is_zipfile(path):
     # np.load would take a .npy for an array (no keys) and anything else for a pickle.
     raise UserError(describe(path, 'not a .npz file (not a zip archive)'))
@@ -145,32 +283,48 @@ def read_npz(path):
       keys = sorted(data.files)
       if keys != sorted(_NPZ_KEYS):
         raise UserError(describe(path, f'expected keys {list(_NPZ_KEYS)}, found {keys}'))
+      shape_shape, shape_dtype = _npy_header(data, 'shape', path)
+      codes_shape, codes_dtype = _npy_header(data, 'codes', path)
+      for key, dtype in (('shape', shape_dtype), ('codes', codes_dtype)):
+        if dtype.hasobject:
+          raise UserError(describe(path, f'"{key}" holds pickled Python objects (dtype '
+                                   f'{dtype}), which are never loaded'))
+      if shape_shape != (5,) or not np.issubdtype(shape_dtype, np.integer):
+        raise UserError(describe(path, f'"shape" must be 5 ints [iterations, 1, H, W, '
+                                 f'layer_depth], got a {shape_dtype} array of shape '
+                                 f'{list(shape_shape)}'))
       shape = data['shape']
+      iterations, one, height, width, layer_depth = (int(s) for s in shape)
+      if one != 1 or min(iterations, height, width, layer_depth) < 1:
+        raise UserError(describe(path, f'"shape" must be [iterations, 1, H, W, layer_depth] '
+                                 f'with positive sizes, got {shape.tolist()}'))
+      count = iterations * height * width * layer_depth
+      check_code_bits(count, path, shape.tolist())
+      if codes_dtype != np.uint8:
+        hint = ''
+        numeric = np.issubdtype(codes_dtype, np.number) or codes_dtype == np.bool_
+        if numeric and math.prod(codes_shape) <= count:  # bounded: safe to look at the values
+          values = data['codes']
+          if not np.isin(values, (0, 1)).all():
+            raise UserError(describe(path, f'"codes" has non-binary values (dtype {codes_dtype}); '
+                                     'expected np.packbits output (uint8)'))
+          if values.size == count:
+            hint = '; these look like unpacked bits: store np.packbits(codes)'
+        raise UserError(describe(path, f'"codes" must be np.packbits output (uint8), got dtype '
+                                 f'{codes_dtype} of shape {list(codes_shape)}{hint}'))
+      if len(codes_shape) != 1 or codes_shape[0] != (count + 7) // 8:
+        raise UserError(describe(path, f'"codes" holds {math.prod(codes_shape)} bytes (shape '
+                                 f'{list(codes_shape)}) but shape {shape.tolist()} has {count} '
+                                 f'bits, i.e. {(count + 7) // 8} bytes'))
       codes = data['codes']
   except UserError:
     raise
   except FileNotFoundError:
     raise UserError(describe(path, 'no such file')) from None
-  except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-    reason = 'holds pickled data, which is never loaded' if 'pickle' in str(e) else f'not a valid .npz ({e})'
+  except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
+    reason = ('holds pickled data, which is never loaded' if 'pickle' in str(e) else
+              f'not a valid .npz ({" ".join(str(e).split()) or type(e).__name__})')
     raise UserError(describe(path, reason)) from None
-  if shape.ndim != 1 or shape.size != 5 or not np.issubdtype(shape.dtype, np.integer):
-    raise UserError(describe(path, f'"shape" must be 5 ints [iterations, 1, H, W, layer_depth], '
-                             f'got {shape.tolist()}'))
-  iterations, one, height, width, layer_depth = (int(s) for s in shape)
-  if one != 1 or min(iterations, height, width, layer_depth) < 1:
-    raise UserError(describe(path, f'"shape" must be [iterations, 1, H, W, layer_depth] with '
-                             f'positive sizes, got {shape.tolist()}'))
-  count = iterations * height * width * layer_depth
-  if codes.dtype != np.uint8:
-    if np.issubdtype(codes.dtype, np.number) and not np.isin(codes, (0, 1)).all():
-      raise UserError(describe(path, f'"codes" has non-binary values (dtype {codes.dtype}); '
-                               'expected np.packbits output (uint8)'))
-    raise UserError(describe(path, f'"codes" must be np.packbits output (uint8), got dtype '
-                             f'{codes.dtype} with {codes.size} values'))
-  if codes.ndim != 1 or codes.size != (count + 7) // 8:
-    raise UserError(describe(path, f'"codes" holds {codes.size} bytes but shape {shape.tolist()} '
-                             f'has {count} bits, i.e. {(count + 7) // 8} bytes'))
   bits = np.unpackbits(codes)
   if bits[count:].any():
     raise UserError(describe(path, 'nonzero padding bits after the last code bit'))

@@ -12,8 +12,9 @@ Fingerprint (sha256, hex) -- the definition every writer and reader shares:
   then the canonical JSON of the normalised model_config
   (json.dumps(sort_keys=True, separators=(',', ':'))).
 
-`resolve_model_dir` turns what users and TFX hand us (a model dir, a Trainer artifact URI, a
-Pusher destination) into the directory that holds these files.
+`resolve_model_dir` turns what users and TFX hand us (a model dir, the --train-dir of
+`entropy-coder train`, a Trainer artifact URI, a Pusher destination) into the directory that
+holds these files.
 """
 import dataclasses
 import hashlib
@@ -31,6 +32,8 @@ MODEL_FORMAT = 'entropy-coder-model'
 MODEL_FORMAT_VERSION = 1
 # TFX Trainer puts the serving export under this subdirectory of its Model artifact.
 TRAINER_SERVING_SUBDIR = 'Format-Serving'
+# `entropy-coder train` exports its model into this subdirectory of --train-dir.
+TRAIN_MODEL_SUBDIR = 'model'
 
 @dataclasses.dataclass(frozen=True)
 class ModelFiles:
@@ -94,19 +97,28 @@ def _newest_version_dir(path):
 
 
 def resolve_model_dir(path):
-  """A model dir, a Trainer Model artifact URI or a Pusher destination -> the dir with our files."""
+  """A model dir, a train dir (its model/), a Trainer Model artifact URI or a Pusher
+  destination -> the dir with our files."""
   path = os.fspath(path)
   if not os.path.isdir(path):
-    raise UserError(describe(path, 'no such model directory; run train first'))
-  candidates = [path, os.path.join(path, TRAINER_SERVING_SUBDIR)]
+    problem = ('is a file, not a model directory' if os.path.exists(path) else
+               'no such model directory')
+    raise UserError(describe(path, f'{problem}; run train first'))
+  candidates = [path, os.path.join(path, TRAIN_MODEL_SUBDIR),
+                os.path.join(path, TRAINER_SERVING_SUBDIR)]
   newest = _newest_version_dir(path)
   if newest is not None:
     candidates += [newest, os.path.join(newest, TRAINER_SERVING_SUBDIR)]
   for candidate in candidates:
     if os.path.isfile(os.path.join(candidate, MODEL_JSON)):
       return candidate
-  raise UserError(describe(path, f'not an entropy-coder model directory (no {MODEL_JSON}); '
-                           'run train first'))
+  if os.path.isdir(os.path.join(path, 'checkpoints')):  # a train dir whose run did not finish
+    raise UserError(describe(path, f'not an entropy-coder model directory: a train directory '
+                             f'without {TRAIN_MODEL_SUBDIR}/{MODEL_JSON} (train exports it when '
+                             'it reaches --steps); run train again to finish and export'))
+  raise UserError(describe(path, f'not an entropy-coder model directory (no {MODEL_JSON} in it '
+                           f'or in its {TRAIN_MODEL_SUBDIR}/ folder); pass the model/ folder that '
+                           'train writes into --train-dir, or run train first'))
 
 
 def read_model_files(path):
@@ -120,9 +132,14 @@ def read_model_files(path):
     raise UserError(describe(json_path, f'not readable JSON ({e})')) from None
   if not isinstance(document, dict) or document.get('format') != MODEL_FORMAT:
     raise UserError(describe(json_path, f'not an entropy-coder model file (format is not "{MODEL_FORMAT}")'))
-  if document.get('version') != MODEL_FORMAT_VERSION:
-    raise UserError(describe(json_path, f'model file version {document.get("version")!r} is not '
-                             f'supported (expected {MODEL_FORMAT_VERSION})'))
+  version = document.get('version')
+  if version != MODEL_FORMAT_VERSION:
+    newer = (isinstance(version, int) and not isinstance(version, bool)
+             and version > MODEL_FORMAT_VERSION)
+    raise UserError(describe(json_path, f'model file version {version!r} is not supported '
+                             f'(expected {MODEL_FORMAT_VERSION})'
+                             + ('; it was written by a newer entropy-coder, upgrade to read it'
+                                if newer else '')))
   config = normalize_model_config(document.get('model_config'), json_path)
   weights_path = os.path.join(model_dir, WEIGHTS_NPZ)
   try:

@@ -11,10 +11,14 @@ def pyplot():
 
 
 def save_figure(fig, path):
-  """Writes `fig` as a PNG and closes it; an unwritable path is a UserError naming it."""
+  """Writes `fig` as a PNG at exactly `path` (matplotlib would append ".png" to a name without
+  it) and closes it, atomically: an unwritable path is a UserError naming it, and a failed
+  write leaves no partial file."""
+  from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
   fig.tight_layout()
   try:
-    fig.savefig(path, dpi=100)
+    with output_files.atomic_output(path, overwrite=True) as temp:
+      fig.savefig(temp, dpi=100, format='png')
   except OSError as e:
     raise UserError(describe(path, f'cannot write the plot ({e.strerror})')) from None
   finally:

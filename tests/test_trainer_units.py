@@ -80,6 +80,9 @@ def test_code_depth_must_fit_the_model():
   assert model.coded_depth(8) == 8
   with pytest.raises(UserError, match='not a multiple of layer_depth 2'):
     model.coded_depth(7, 'x.npz')
-  with pytest.raises(UserError, match='5 layers .* only layer_count=4'):
+  with pytest.raises(UserError, match=r'5 layers .* at most 4 \(layer_count=4\)'):
     model.coded_depth(10, 'x.npz')
-  assert config.ModelConfig(layer_depth=2, layer_count=4, coded_layer_count=2).coded_depth(10) == 4
+  limited = config.ModelConfig(layer_depth=2, layer_count=4, coded_layer_count=2)
+  assert limited.coded_depth(4) == 4
+  with pytest.raises(UserError, match=r'x.npz: code depth 10 is 5 layers .* at most 2 \(coded_layer_count=2\)'):
+    limited.coded_depth(10, 'x.npz')  # refused, as the codec refuses it: never truncated

@@ -25,21 +25,16 @@ class ModelConfig:
     """h = 2 * cd, the width of every hidden stage (docs/ORIGINAL.md §5)."""
     return 2 * self.layer_depth
 
-  def coded_depth(self, depth, source='<code>'):
-    """How many channels of a depth-`depth` code are modelled; raises on a code that cannot fit."""
-    if depth % self.layer_depth:
-      raise UserError(describe(source, f'code depth {depth} is not a multiple of layer_depth '
-                               f'{self.layer_depth}'))
-    layers = depth // self.layer_depth
-    if self.coded_layer_count > 0:
-      layers = min(layers, self.coded_layer_count)
-    if layers > self.layer_count:
-      raise UserError(describe(source, f'code has {layers} layers of depth {self.layer_depth} but '
-                               f'the model has only layer_count={self.layer_count}'))
-    return layers * self.layer_depth
+  def coded_depth(self, depth, source='<code>', model='the model'):
+    """How many channels of a depth-`depth` code are modelled: all of them. UserError if the
+    code does not fit (`code_layers`, the check the codec makes too)."""
+    return code_layers(depth, self.layer_depth, self.layer_count, self.coded_layer_count,
+                       source, model) * self.layer_depth
 
   def coded_depth_tensor(self, depth):
-    """`coded_depth` inside a TF graph (serving signatures see the depth only at run time)."""
+    """The modelled channels inside a TF graph (serving signatures see the depth only at run
+    time, and take any code: deeper ones are cut to coded_layer_count there, without an error;
+    training and the codec refuse them through `code_layers`)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     layers = depth // self.layer_depth
     if self.coded_layer_count > 0:
@@ -68,6 +63,30 @@ class TrainConfig:
 
   def to_dict(self):
     return dataclasses.asdict(self)
+
+
+def code_layers(depth, layer_depth, layer_count, coded_layer_count=0, source='<code>',
+                model='the model'):
+  """The one answer to "does a code of `depth` channels fit this model?", shared by training,
+  evaluation and the codec: -> its number of layers, or a one-line UserError naming `source`
+  (the code's file) and `model` (the model's config or directory).
+
+  A code must have whole layers, and no more of them than the model codes: coded_layer_count
+  when > 0, else layer_count. Deeper codes are refused, not truncated: the codec cannot
+  store bits the model does not code, so a model trained on truncated codes could never
+  compress its own training data.
+  """
+  if depth % layer_depth:
+    raise UserError(describe(source, f'code depth {depth} is not a multiple of layer_depth '
+                             f'{layer_depth} of {model}'))
+  layers = depth // layer_depth
+  limit, key = ((coded_layer_count, 'coded_layer_count') if 0 < coded_layer_count < layer_count
+                else (layer_count, 'layer_count'))
+  if layers > limit:
+    raise UserError(describe(source, f'code depth {depth} is {layers} layers of depth '
+                             f'{layer_depth}, but {model} codes at most {limit} ({key}={limit}); '
+                             'use a model with more layers'))
+  return layers
 
 
 def _checked(values, source, kind, spec):
@@ -124,6 +143,10 @@ def read_json(path):
       return json.load(f)
   except FileNotFoundError:
     raise UserError(describe(path, 'no such file')) from None
+  except IsADirectoryError:
+    raise UserError(describe(path, 'is a directory; expected a JSON file')) from None
+  except OSError as e:
+    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(describe(path, f'not valid JSON ({e})')) from None
 

@@ -25,8 +25,16 @@ def list_files(patterns):
 def first_code(files):
   """(shape, is_packed_layout, compression) of the first record, checked like any record."""
   for path in files:
+    if tf.io.gfile.isdir(path):
+      raise UserError(f'{path}: is a directory; expected a TFRecord file')
     compression = 'GZIP' if codes_format.is_gzip(path) else ''
-    for record in tf.data.TFRecordDataset([path], compression_type=compression).take(1):
+    try:
+      records = list(tf.data.TFRecordDataset([path], compression_type=compression).take(1))
+    except tf.errors.OpError as e:
+      text = ' '.join(codes_format.tf_error_text(e).split())
+      raise UserError(f'{path}: not a readable {"GZIP " if compression else ""}TFRecord file '
+                      f'({text})') from None
+    for record in records:
       serialized = record.numpy()
       code = codes_format.decode_example(serialized, f'{path} record 0')
       return code.shape, _is_packed(serialized), compression

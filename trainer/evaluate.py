@@ -3,14 +3,13 @@
 The model is rebuilt from the model directory's `weights.npz` and config (the same files the
 codec uses), so the figure printed here is the one the real bitstream is compared with.
 """
-import glob
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from entropy_coder import codes_format, model_files, plotting
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer.config import model_config_from_dict
 from entropy_coder.trainer.model import ProgressiveModel
@@ -30,17 +29,8 @@ def load_model(path):
 
 
 def read_codes(path):
-  """[(source, [H, W, D] code)] from a .npz file or TFRecord file(s)/glob."""
-  if path.endswith('.npz'):
-    bits, _ = codes_format.read_npz(path)
-    return [(path, bits)]
-  paths = sorted(glob.glob(path)) if any(ch in path for ch in '*?[') else [path]
-  if not paths:
-    raise UserError(describe(path, 'no files match'))
-  codes = list(codes_format.iter_tfrecord_codes(paths))
-  if not codes:
-    raise UserError(describe(path, 'holds no codes'))
-  return codes
+  """[(source, [H, W, D] code)] from a .npz file or TFRecord file(s)/glob, told by content."""
+  return codes_format.read_codes(path)[0]
 
 
 def per_layer_bits(model, codes):
@@ -73,7 +63,7 @@ def code_length_of_input(model_path, input_path):
   codes = read_codes(input_path)
   config = model.config
   for source, bits in codes:
-    config.coded_depth(bits.shape[-1], source)
+    config.coded_depth(bits.shape[-1], source, f'the model at {files.path}')
   sums = per_layer_bits(model, codes)
   layers = max(len(row) for row in sums)
   layer_bits, layer_counts = np.zeros(layers), np.zeros(layers)

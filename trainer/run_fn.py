@@ -17,7 +17,8 @@ def run_fn(fn_args):
   train_config = config_lib.train_config_from_dict(custom.get('train_config'), 'Trainer custom_config train_config')
   train_dir = custom.get('checkpoint_dir') or fn_args.model_run_dir
   train_loop.write_run_config(train_dir, model_config, train_config)
-  trainer = train_loop.Trainer(model_config, train_config, train_dir, seed=int(custom.get('seed', 0)))
+  trainer = train_loop.Trainer(model_config, train_config, train_dir, seed=int(custom.get('seed', 0)),
+                               model_source='Trainer custom_config model_config')
   result = trainer.fit(fn_args.train_files, steps=fn_args.train_steps, eval_patterns=fn_args.eval_files,
                        log_every=int(custom.get('log_every', 100)))
   export.export_model(trainer.model, fn_args.serving_model_dir)

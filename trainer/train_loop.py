@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer import data
 from entropy_coder.trainer.model import ProgressiveModel
@@ -65,8 +66,10 @@ class TrainResult:
 class Trainer:
   """Owns the model, the optimizer, the checkpoint and the distributed train step."""
 
-  def __init__(self, model_config, train_config, train_dir, strategy=None, seed=0):
+  def __init__(self, model_config, train_config, train_dir, strategy=None, seed=0,
+               model_source='the model config'):
     self.model_config = model_config
+    self.model_source = model_source  # how errors name the model config (e.g. its file)
     self.train_config = train_config
     self.train_dir = train_dir
     self.strategy = strategy or choose_strategy()
@@ -124,7 +127,7 @@ class Trainer:
   def evaluate(self, patterns, batch_size=None, max_batches=None):
     """(bits/bit, per-layer bits/bit) over every eval record, weighted by bits."""
     dataset, shape = data.code_dataset(patterns, batch_size or self.train_config.batch_size)
-    self.model_config.coded_depth(shape[-1], patterns if isinstance(patterns, str) else patterns[0])
+    self.model_config.coded_depth(shape[-1], data.list_files(patterns)[0], self.model_source)
     if self._evaluate_batch is None:  # traced once per Trainer, not once per evaluation
       layer_depth = self.model_config.layer_depth
       self._evaluate_batch = tf.function(
@@ -144,12 +147,17 @@ class Trainer:
           progress=None):
     """Trains until the global step reaches `steps` (resuming), logging to TensorBoard."""
     progress = progress or _print_progress
+    if log_every < 1:
+      raise UserError(f'log_every must be at least 1, got {log_every}')
+    if eval_every < 0:
+      raise UserError(f'eval_every must be 0 (only at the end) or positive, got {eval_every}')
+    # Everything that can be wrong with the data is found now, not after training.
+    check_data(self.model_config, train_patterns, eval_patterns, self.model_source)
     start_step = self.restore()
     train_config = self.train_config
     dataset, shape = data.code_dataset(train_patterns, train_config.batch_size,
                                        shuffle_seed=self.seed, repeat=True, drop_remainder=True,
                                        skip_batches=start_step)
-    self.model_config.coded_depth(shape[-1], str(train_patterns))
     distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
     writer = tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
@@ -158,7 +166,7 @@ class Trainer:
              f'code shape {list(shape)}, {self.strategy.num_replicas_in_sync} replica(s)')
     with writer.as_default():
       while self.step < steps:
-        loss = float(self.train_step(next(distributed)))
+        loss = float(self.train_step(_next_batch(distributed, train_patterns, self.step)))
         window_loss += loss
         window_steps += 1
         step = self.step
@@ -192,6 +200,31 @@ class Trainer:
              f'(per layer {", ".join(f"{v:.4f}" for v in per_layer)})')
     self.manager.save(checkpoint_number=step)
     return length, per_layer
+
+
+def check_data(model_config, train_patterns, eval_patterns=None, model_source='the model config'):
+  """Before any training: the train (and eval) files exist, their first record is a readable
+  code, and its depth fits the model (config.code_layers, the codec's check). -> the train
+  code shape. One-line UserErrors naming the file and the model config."""
+  shape = None
+  for patterns in (train_patterns, eval_patterns):
+    if not patterns:
+      continue
+    files = data.list_files(patterns)
+    first_shape = data.first_code(files)[0]
+    model_config.coded_depth(first_shape[-1], files[0], model_source)
+    shape = shape or tuple(first_shape)
+  return shape
+
+
+def _next_batch(distributed, patterns, step):
+  """The next training batch; a record found damaged mid-run is a one-line UserError."""
+  try:
+    return next(distributed)
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    text = ' '.join((e.message or type(e).__name__).split())
+    raise UserError(describe(', '.join([patterns] if isinstance(patterns, str) else patterns),
+                             f'bad training record at step {step} ({text[:300]})')) from None
 
 
 def _batch_code_lengths(model, bits, layer_depth):

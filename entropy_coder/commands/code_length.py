@@ -19,6 +19,9 @@ def register(subparsers):
 
 def run(args):
   import json  # pylint: disable=g-import-not-at-top
+  from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
+  if args.plot:  # before the work: a bad --plot path fails in a second, not after the model ran
+    output_files.check_output_file(args.plot, overwrite=True, flag='--plot')
   from entropy_coder.trainer import evaluate  # pylint: disable=g-import-not-at-top
   result = evaluate.code_length_of_input(args.model, args.input)
   if args.json:

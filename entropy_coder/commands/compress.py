@@ -3,12 +3,14 @@
     entropy-coder compress   --model DIR INPUT -o OUT        INPUT: .npz code or TFRecord file/glob
     entropy-coder decompress --model DIR OUT -o RESTORED     restores the input's format
 
+INPUT's format is told by its content (a zip archive is a .npz, a GZIP stream a GZIP TFRecord,
+else TFRecord framing), never by its name. The output is checked before any work and written
+atomically (entropy_coder.output_files): a failure leaves no file behind.
+
 The compressed file records the input's format (.npz with its layer_depth, or TFRecord plain or
 GZIP), so `decompress` writes the same kind of file back. TFRecords are written in our packed
 tf.Example layout whatever the input layout was; the codes are identical bit for bit.
 """
-import glob
-import os
 import sys
 import threading
 import time
@@ -63,49 +65,53 @@ class _ProgressLine:
 
 
 def _read_input(path):
-  """INPUT -> (codes, source_format, source_layer_depth)."""
+  """INPUT -> ([(source, code)], source_format, source_layer_depth); format told by content."""
   from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
   from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
-  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
-  if path.endswith('.npz'):
-    code, layer_depth = codes_format.read_npz(path)
-    return [code], bitstream.SOURCE_NPZ, layer_depth
-  paths = sorted(glob.glob(path)) if any(ch in path for ch in '*?[') else [path]
-  if not paths:
-    raise UserError(describe(path, 'no files match'))
-  for name in paths:
-    if not os.path.isfile(name):
-      raise UserError(describe(name, 'no such file'))
-  gzip_flags = {codes_format.is_gzip(name) for name in paths}
-  codes = [code for _, code in codes_format.iter_tfrecord_codes(paths)]
-  if not codes:
-    raise UserError(describe(path, 'holds no codes'))
-  fmt = bitstream.SOURCE_TFRECORD_GZIP if gzip_flags == {True} else bitstream.SOURCE_TFRECORD
-  return codes, fmt, 0
+  codes, fmt, layer_depth = codes_format.read_codes(path)
+  source_format = {codes_format.FORMAT_NPZ: bitstream.SOURCE_NPZ,
+                   codes_format.FORMAT_TFRECORD: bitstream.SOURCE_TFRECORD,
+                   codes_format.FORMAT_TFRECORD_GZIP: bitstream.SOURCE_TFRECORD_GZIP}[fmt]
+  return codes, source_format, layer_depth
 
 
-def _write_output(path, codes, header, layer_depth):
-  """Writes restored codes in the format the header records."""
-  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+def _check_fit(codes, files):
+  """Every code fits the model (the codec's own check, trainer.config.code_layers), named by
+  its file and record, before the engine starts."""
+  from entropy_coder.trainer.config import model_config_from_dict  # pylint: disable=g-import-not-at-top
+  config = model_config_from_dict(files.model_config, files.path)
+  for source, code in codes:
+    config.coded_depth(code.shape[-1], source, f'the model at {files.path}')
+
+
+def _output_format(name, header):
+  """The format decompress writes: what the header records (API files: by the output's name).
+  Checked against the header before any decoding work."""
   from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
-  from entropy_coder.data_gen import example_wire, tfrecord_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
   fmt = header.source_format
   if fmt == bitstream.SOURCE_API:  # written through the Python API: choose by extension
-    fmt = bitstream.SOURCE_NPZ if path.endswith('.npz') else bitstream.SOURCE_TFRECORD_GZIP
+    fmt = bitstream.SOURCE_NPZ if name.endswith('.npz') else bitstream.SOURCE_TFRECORD_GZIP
+  if fmt == bitstream.SOURCE_NPZ and header.sample_count != 1:
+    raise UserError(describe(name, f'.npz holds one code but the file has {header.sample_count}; '
+                             'choose a TFRecord output name'))
+  return fmt
+
+
+def _write_output(path, codes, fmt, layer_depth):
+  """Writes restored codes to `path` (a temporary file: atomic_output renames it)."""
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
+  from entropy_coder.data_gen import example_wire, tfrecord_files  # pylint: disable=g-import-not-at-top
   if fmt == bitstream.SOURCE_NPZ:
-    if len(codes) != 1:
-      raise UserError(describe(path, f'.npz holds one code but the file has {len(codes)}; '
-                               'choose a TFRecord output name'))
-    codes_format.write_npz(path, codes[0], header.source_layer_depth or layer_depth)
+    with open(path, 'wb') as out:  # a file object: numpy appends no ".npz" to the name
+      codes_format.write_npz(out, codes[0], layer_depth)
     return 'npz'
   records = (example_wire.encode_example(code) for code in codes)
   if fmt == bitstream.SOURCE_TFRECORD_GZIP:
     tfrecord_files.write_gzip_tfrecords(path, records)
     return 'GZIP TFRecord'
-  with open(path, 'wb') as out:
-    for record in records:
-      out.write(tfrecord_files.frame_record(record))
+  tfrecord_files.write_tfrecords(path, records)
   return 'TFRecord'
 
 
@@ -140,28 +146,34 @@ def _ready_engine(files):
     ready.set()
 
 
-def _check_output(args):
-  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
-  if os.path.exists(args.output) and not args.overwrite:
-    raise UserError(describe(args.output, 'exists; pass --overwrite to replace it'))
+def _check_threads(args):
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  if args.threads is not None and args.threads < 1:
+    raise UserError(f'--threads must be at least 1, got {args.threads}')
 
 
 def run_compress(args):
   from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
-  _check_output(args)
-  files = model_files.read_model_files(args.model)
-  codes, fmt, layer_depth = _read_input(args.input)
-  _ready_engine(files)
-  progress = _ProgressLine('compress')
-  start = time.monotonic()
-  try:
-    data, stats = codec.compress_with_stats(codes, files, progress, source_format=fmt,
-                                            source_layer_depth=layer_depth, threads=args.threads)
-  finally:
-    progress.close()
-  seconds = time.monotonic() - start
-  with open(args.output, 'wb') as out:
-    out.write(data)
+  from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
+  _check_threads(args)
+  # The output is checked (and its temporary file created) before any work; it replaces
+  # args.output only once complete.
+  with atomic_output(args.output, args.overwrite, '-o') as temp:
+    files = model_files.read_model_files(args.model)
+    sourced, fmt, layer_depth = _read_input(args.input)
+    _check_fit(sourced, files)
+    codes = [code for _, code in sourced]
+    _ready_engine(files)
+    progress = _ProgressLine('compress')
+    start = time.monotonic()
+    try:
+      data, stats = codec.compress_with_stats(codes, files, progress, source_format=fmt,
+                                              source_layer_depth=layer_depth, threads=args.threads)
+    finally:
+      progress.close()
+    seconds = time.monotonic() - start
+    with open(temp, 'wb') as out:
+      out.write(data)
   print(_report('compressed', stats, seconds))
   print(f'wrote {args.output}')
 
@@ -170,23 +182,27 @@ def run_decompress(args):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
   from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
-  _check_output(args)
-  files = model_files.read_model_files(args.model)
-  try:
-    with open(args.input, 'rb') as f:
-      data = f.read()
-  except OSError as e:
-    raise UserError(describe(args.input, f'cannot read ({e.strerror})')) from None
-  codec.read_header(data, args.input)  # a damaged file fails here, before any engine work
-  _ready_engine(files)
-  progress = _ProgressLine('decompress')
-  start = time.monotonic()
-  try:
-    codes, stats, header = codec.decompress_with_stats(data, files, progress, source=args.input,
-                                                       threads=args.threads)
-  finally:
-    progress.close()
-  seconds = time.monotonic() - start
-  kind = _write_output(args.output, codes, header, files.model_config['layer_depth'])
+  from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
+  _check_threads(args)
+  with atomic_output(args.output, args.overwrite, '-o') as temp:
+    files = model_files.read_model_files(args.model)
+    try:
+      with open(args.input, 'rb') as f:
+        data = f.read()
+    except OSError as e:
+      raise UserError(describe(args.input, f'cannot read ({e.strerror})')) from None
+    header = codec.read_header(data, args.input)  # a damaged file fails here, before any work
+    fmt = _output_format(args.output, header)
+    _ready_engine(files)
+    progress = _ProgressLine('decompress')
+    start = time.monotonic()
+    try:
+      codes, stats, header = codec.decompress_with_stats(data, files, progress, source=args.input,
+                                                         threads=args.threads)
+    finally:
+      progress.close()
+    seconds = time.monotonic() - start
+    kind = _write_output(temp, codes, fmt,
+                         header.source_layer_depth or files.model_config['layer_depth'])
   print(_report('decompressed', stats, seconds))
   print(f'wrote {args.output} ({kind}); all {stats.samples} per-sample CRC32 checks passed')

@@ -55,6 +55,14 @@ def _check_output_dir(output_dir, input_dir, overwrite):
     if tf.io.gfile.listdir(output_dir) and not overwrite:
       raise UserError(describe(output_dir, 'is not empty; pass --overwrite to replace its '
                                'splits and manifest'))
+  if '://' not in output_dir:  # a local path: its nearest existing ancestor must take a folder
+    ancestor = os.path.abspath(output_dir)
+    while not os.path.exists(ancestor):
+      ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+      raise UserError(describe(output_dir, f'cannot be created: {ancestor} is not a directory'))
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+      raise UserError(describe(output_dir, f'cannot be created: {ancestor} is not writable'))
 
 
 def _replace_outputs(staging, output_dir, split_names):

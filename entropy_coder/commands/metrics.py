@@ -32,6 +32,7 @@ def run(args):
   import logging  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
   logging.getLogger('tensorflow').setLevel(logging.ERROR)  # TFMA's reader warns on every load
+  _check_store_file(args.pipeline_root)
   evaluation = inspect_runs.latest_evaluation(args.pipeline_root)
   if args.json:
     print(json.dumps(evaluation.to_json(), indent=2, sort_keys=True, default=_json_number))
@@ -42,6 +43,19 @@ def run(args):
     if not args.json:
       print(f'per-layer plot: {args.plot}')
   return 0
+
+
+def _check_store_file(root):
+  """A metadata.sqlite that is not an SQLite database is one line, not ml_metadata's traceback."""
+  from entropy_coder.pipeline import configs  # pylint: disable=g-import-not-at-top
+  path = os.path.join(root, configs.METADATA_FILENAME)
+  if not os.path.isfile(path):
+    return  # inspect_runs names a missing store
+  with open(path, 'rb') as f:
+    head = f.read(16)
+  if head != b'SQLite format 3\0':
+    raise UserError(describe(path, 'is empty, not an ML-Metadata store' if not head else
+                             'is not an SQLite database (damaged, or not an ML-Metadata store)'))
 
 
 def _json_number(value):

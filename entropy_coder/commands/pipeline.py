@@ -112,6 +112,7 @@ def run(args):
   from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   settings = settings_from_args(args)
+  _check_pipeline_root(args.pipeline_root)
   source = (f'codes from {settings.codes_dir}' if settings.codes_dir else
             f'{settings.count} synthetic codes {list(settings.code_shape)}')
   print(f'pipeline root {os.path.abspath(args.pipeline_root)}: {source}, '
@@ -121,6 +122,19 @@ def run(args):
   evaluation = inspect_runs.latest_evaluation(paths.root)
   print(summary(evaluation, paths))
   return 0
+
+
+def _check_pipeline_root(root):
+  """--pipeline-root must be (or become) a writable directory: checked before any component."""
+  from entropy_coder.errors import describe  # pylint: disable=g-import-not-at-top
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise UserError(describe(f'--pipeline-root {root}', 'exists and is not a directory'))
+  try:
+    os.makedirs(root, exist_ok=True)
+    with tempfile.TemporaryFile(dir=root):
+      pass
+  except OSError as e:
+    raise UserError(describe(f'--pipeline-root {root}', f'cannot be written ({e.strerror})')) from None
 
 
 def summary(evaluation, paths):
@@ -148,8 +162,10 @@ def summary(evaluation, paths):
 
 
 def compile_(args):
+  from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
   settings = settings_from_args(args)
+  output_files.check_output_file(args.output, overwrite=True, flag='--output')
   path = kubeflow_runner.compile_pipeline(args.output, settings, image=args.image,
                                           pipeline_root=args.pipeline_root)
   print(f'compiled {path} (image {args.image}, pipeline root {args.pipeline_root})')

@@ -3,7 +3,7 @@
 The original's `gen_synthetic_single.py`: shape [31, 36, 8] and layer depth 2 by default (a
 different size from the dataset on purpose: the model is fully convolutional), now seeded.
 """
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError
 
 _DEFAULT_SHAPE = '31,36,8'  # data_gen.synthetic.SAMPLE_SHAPE
 _DEFAULT_LAYER_DEPTH = 2  # data_gen.synthetic.SAMPLE_LAYER_DEPTH
@@ -28,9 +28,10 @@ def register(subparsers):
 
 def run(args):
   import os  # pylint: disable=g-import-not-at-top
-  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codes_format, output_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.commands.generate import parse_int  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
+  output_files.check_output_file(args.output, overwrite=True, flag='--output')
   shape = synthetic.parse_shape(args.shape, '--shape')
   layer_depth = parse_int(args.layer_depth, '--layer-depth', 1)
   if shape[2] % layer_depth:
@@ -40,12 +41,11 @@ def run(args):
   if seed >= 1 << 64 or index >= 1 << 64:
     raise UserError('--seed and --index must be below 2**64')
   code = synthetic.generate_codes(seed, [index], shape=shape)[0]
-  try:
-    # A file object, so that numpy does not append ".npz" to a name that lacks it.
-    with open(args.output, 'wb') as f:
+  # Written atomically; a file object, so that numpy does not append ".npz" to a name that
+  # lacks it. (An existing file is replaced, as it always was.)
+  with output_files.atomic_output(args.output, overwrite=True, flag='--output') as temp:
+    with open(temp, 'wb') as f:
       codes_format.write_npz(f, code, layer_depth)
-  except OSError as e:
-    raise UserError(describe(args.output, f'cannot write ({e.strerror})')) from None
   print(f'wrote sample {index} (seed {seed}) of shape {"x".join(map(str, shape))}, layer depth '
         f'{layer_depth}, to {os.path.abspath(args.output)}')
   return 0

@@ -18,7 +18,7 @@ def register(subparsers):
   parser.add_argument('--eval-examples', help='TFRecord file or glob to evaluate on (default: Split-eval/ of --examples)')
   parser.add_argument('--train-dir', required=True, help='checkpoints, TensorBoard logs and the exported model')
   parser.add_argument('--steps', type=int, default=5000, help='train until this global step (default 5000)')
-  parser.add_argument('--log-every', type=int, default=100, help='progress line every N steps')
+  parser.add_argument('--log-every', type=int, default=100, help='progress line every N steps (N >= 1)')
   parser.add_argument('--eval-every', type=int, default=0, help='evaluate every N steps (0: only at the end)')
   parser.add_argument('--seed', type=int, default=0, help='initialisation and shuffle seed')
   parser.set_defaults(func=run)
@@ -48,19 +48,49 @@ def _training_files(args):
   return [os.path.join(root, '*.tfrecord*')], args.eval_examples
 
 
+def _check_flags(args):
+  for flag, value, minimum in (('--steps', args.steps, 1), ('--log-every', args.log_every, 1),
+                               ('--eval-every', args.eval_every, 0)):
+    if value < minimum:
+      raise UserError(f'{flag} must be at least {minimum}, got {value}')
+
+
+def _prepare_train_dir(train_dir, model_dir):
+  """Creates --train-dir (or takes an existing one) and proves a file can be written in it."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  name = f'--train-dir {train_dir}'
+  if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+    raise UserError(describe(name, 'exists and is not a directory'))
+  if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+    raise UserError(describe(model_dir, 'exists and is not a directory; the model is exported '
+                             'there'))
+  try:
+    os.makedirs(train_dir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=train_dir):
+      pass
+  except OSError as e:
+    raise UserError(describe(name, f'cannot be written ({e.strerror})')) from None
+
+
 def run(args):
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
-  from entropy_coder.trainer import export, train_loop  # pylint: disable=g-import-not-at-top
   model_config = config_lib.load_model_config(args.model_config)
   train_config = config_lib.load_train_config(args.train_config)
-  if args.steps < 1:
-    raise UserError(f'--steps must be positive, got {args.steps}')
+  _check_flags(args)
   train_patterns, eval_patterns = _training_files(args)
+  # Everything is checked before the first step: a bad input fails now, in one line, with
+  # nothing written (not after training, with the export skipped).
+  from entropy_coder.trainer import export, train_loop  # pylint: disable=g-import-not-at-top
+  train_loop.check_data(model_config, train_patterns, eval_patterns, args.model_config)
+  model_dir = os.path.join(args.train_dir, model_files.TRAIN_MODEL_SUBDIR)  # the export
+  _prepare_train_dir(args.train_dir, model_dir)
   train_loop.write_run_config(args.train_dir, model_config, train_config)
-  trainer = train_loop.Trainer(model_config, train_config, args.train_dir, seed=args.seed)
+  trainer = train_loop.Trainer(model_config, train_config, args.train_dir, seed=args.seed,
+                               model_source=args.model_config)
   result = trainer.fit(train_patterns, args.steps, eval_patterns=eval_patterns,
                        log_every=args.log_every, eval_every=args.eval_every)
-  model_dir = export.export_model(trainer.model, os.path.join(args.train_dir, 'model'))
+  export.export_model(trainer.model, model_dir)
   print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit'
         + (f', eval {result.eval_code_length:.4f} bits/bit' if eval_patterns else ''))
   print(f'model exported to {model_dir}')

@@ -22,6 +22,8 @@ from entropy_coder.pipeline import configs
 _EVALUATOR_TYPE_SUFFIX = '.Evaluator'
 _PUSHER_TYPE_SUFFIX = '.Pusher'
 _REAL_COMPRESSION_TYPE_SUFFIX = '.RealCompressionCheck'
+_SYNTHETIC_SOURCE_TYPE_SUFFIX = '.SyntheticCodeGen'
+_EVAL_SPLIT = 'eval'
 
 
 @dataclasses.dataclass
@@ -41,6 +43,10 @@ class Evaluation:
   # RealCompressionCheck's report (numbers, `round_trip_ok`) plus `blessed` (its InfraBlessing,
   # None when not recorded), `reason` (why not blessed) and `state` (COMPLETE, CACHED, FAILED).
   real_compression: Optional[Dict[str, object]]
+  # The best code length possible on this eval split, when the source is known (synthetic
+  # codes): `visibility` (the progressive model's factorisation, what it can reach) and
+  # `source_entropy` (every earlier bit seen); None for imported codes.
+  floor: Optional[Dict[str, float]] = None
 
   @property
   def layer_names(self):
@@ -203,7 +209,8 @@ def latest_evaluation(root) -> Evaluation:
       changes=candidate.get('changes', {}),
       failed_checks=_failed_checks(evaluation.uri),
       pushed_model_uri=_pushed_uri(store, pusher),
-      real_compression=_real_compression(store, model, pusher) if model is not None else None)
+      real_compression=_real_compression(store, model, pusher) if model is not None else None,
+      floor=_synthetic_floor(store, model) if model is not None else None)
 
 
 def _candidate_model(inputs, location):
@@ -291,3 +298,43 @@ def _real_compression(store, model, pusher=None):
       found['reason'] = ''
     return found
   return None
+
+
+def _producer(store, artifact):
+  """The execution that output `artifact`, or None."""
+  from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
+  ids = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id])
+         if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+  return store.get_executions_by_id(ids[:1])[0] if ids else None
+
+
+def _synthetic_floor(store, model):
+  """Exact floors (data_gen/floors.py) of the eval split the model was trained beside, when
+  that split came from SyntheticCodeGen; None otherwise (the floor of imported codes is
+  unknown) or when the artifacts are gone."""
+  trainer = _producer(store, model)
+  examples = _single(_inputs(store, trainer.id), 'examples') if trainer is not None else None
+  source = _producer(store, examples) if examples is not None else None
+  if source is None:
+    return None
+  type_name = store.get_execution_types_by_id([source.type_id])[0].name
+  if not type_name.endswith(_SYNTHETIC_SOURCE_TYPE_SUFFIX):
+    return None
+  import glob  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codes_format, model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.data_gen import floors  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(examples.uri, f'Split-{_EVAL_SPLIT}', '*')))
+  try:
+    config = model_files.read_model_files(model_files.resolve_model_dir(model.uri)).model_config
+    codes = [code for _, code in codes_format.iter_tfrecord_codes(files)]
+  except (UserError, OSError):
+    return None
+  if not codes or len({c.shape for c in codes}) != 1:
+    return None
+  codes = np.stack(codes)
+  causal = bool(config.get('channel_causal', False))
+  return {'visibility': floors.code_length(
+              codes, floors.ideal_probabilities(codes, config['layer_depth'], causal)),
+          'source_entropy': floors.code_length(
+              codes, floors.ideal_probabilities(codes, config['layer_depth'], True))}

@@ -111,6 +111,15 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
   assert tfma_metrics['example_count'] == 20
   assert 0.5 < code_length < 1.2  # a real model of these codes, not a constant
 
+  # The floors beside it are those of this very eval split (synthetic source, model's
+  # layer_depth 2: the visibility floor; every bit seen: the source entropy).
+  from entropy_coder.data_gen import floors  # pylint: disable=g-import-not-at-top
+  codes = np.stack([codes_format.decode_example(r) for r in records])
+  assert evaluation.floor == pytest.approx({
+      'visibility': floors.code_length(codes, floors.ideal_probabilities(codes, 2)),
+      'source_entropy': floors.code_length(codes, floors.ideal_probabilities(codes, 2, True))})
+  assert evaluation.floor['source_entropy'] < evaluation.floor['visibility'] < code_length
+
   # The real bitstream of the eval split decoded exactly, at about the model's code length
   # (a range coder's overhead on 1280 bits plus the file header).
   real = evaluation.real_compression
@@ -170,6 +179,8 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   captured = capsys.readouterr()
   assert status == 0
   assert 'blessed            NO (code_length (bound)' in captured.out
+  # Channel-causal: nothing of the pixel is hidden, so its floor is the source entropy.
+  assert 'floor              ' in captured.out and 'source entropy' in captured.out
   assert 'pushed model       none (not blessed by the Evaluator)' in captured.out
   assert '] Trainer done in' in captured.err  # one progress line per component
 
@@ -193,6 +204,7 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   assert cli.main(['metrics', root, '--json', '--plot', str(plot)]) == 0
   shown = json.loads(capsys.readouterr().out)
   assert shown['blessed'] is False
+  assert shown['floor']['visibility'] == pytest.approx(shown['floor']['source_entropy'])
   assert shown['metrics']['code_length'] == pytest.approx(evaluation.metrics['code_length'])
   assert sorted(k for k in shown['metrics'] if k.startswith('code_length_layer_')) == [
       'code_length_layer_00', 'code_length_layer_01']

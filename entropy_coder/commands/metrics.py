@@ -99,7 +99,21 @@ def format_table(evaluation):
     tail.append(f'not pushed  ({why_not_pushed(evaluation)})')
   if evaluation.real_compression:
     tail.append(format_real_compression(evaluation.real_compression))
+  floor = format_floor(evaluation)
+  if floor:
+    tail.append('floor       ' + floor)
   return '\n'.join(head + lines + tail)
+
+
+def format_floor(evaluation):
+  """How far the model is from the best code length its source allows, when that is known
+  (synthetic codes: data_gen/floors.py on the same eval split); '' otherwise."""
+  floor, code_length = evaluation.floor, evaluation.metrics.get('code_length')
+  if not floor or code_length is None:
+    return ''
+  return (f'{floor["visibility"]:.4f} bits/bit: the best this model shape can reach on the eval '
+          f'split (model {code_length - floor["visibility"]:+.4f} above it; source entropy '
+          f'{floor["source_entropy"]:.4f})')
 
 
 def format_round_trip(report):

@@ -145,6 +145,8 @@ def summary(evaluation, paths):
       f'code length        {code_length:.4f} bits/bit on the eval split'
       if code_length is not None else 'code length        (not computed)',
       f'compression ratio  {ratio:.4f}' if ratio is not None else '',
+      ('floor              ' + metrics_command.format_floor(evaluation)
+       if metrics_command.format_floor(evaluation) else ''),
       'blessed            ' + {True: 'yes', False: 'NO', None: 'unknown'}[evaluation.blessed]
       + ('' if not evaluation.failed_checks else ' (' + '; '.join(evaluation.failed_checks) + ')'),
       ('real bitstream     ' + metrics_command.format_real_compression(evaluation.real_compression)

@@ -28,7 +28,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -rs $(PYTEST_ARGS)
 
-# Everything but the end-to-end pipeline runs (marker `e2e`): the quick loop while editing.
+# Everything but the slow end-to-end tests (marker `e2e`: pipeline runs, cross-CPU subprocesses):
+# the quick loop while editing.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -rs -m 'not e2e' $(PYTEST_ARGS)
 

@@ -15,7 +15,7 @@ import yaml
 
 from entropy_coder import cli
 from entropy_coder.errors import UserError
-from entropy_coder.pipeline import kubeflow_runner
+from entropy_coder.pipeline import kfp_submit
 
 SPEC = {'pipelineInfo': {'name': 'entropy-coder'}, 'root': {'dag': {'tasks': {}}},
         'schemaVersion': '2.1.0', 'sdkVersion': 'tfx-1.16.0'}
@@ -101,7 +101,7 @@ class _FakeKfp(_Quiet):
 def test_closed_port_is_one_line_cannot_reach(package):
   host = f'http://127.0.0.1:{_closed_port()}'
   with pytest.raises(UserError, match=r'cannot reach the Kubeflow Pipelines API .*refused'):
-    kubeflow_runner.submit(package, host, pipeline_root='gs://b/r', timeout=2)
+    kfp_submit.submit(package, host, pipeline_root='gs://b/r', timeout=2)
 
 
 def test_cli_prints_one_line_and_exits_2(package, capsys):
@@ -116,14 +116,14 @@ def test_cli_prints_one_line_and_exits_2(package, capsys):
 def test_non_kfp_server_and_silent_server_fail_fast(package):
   with _Server(_Error500) as server:
     with pytest.raises(UserError, match='not a Kubeflow Pipelines API .*HTTP 500'):
-      kubeflow_runner.submit(package, server.url, pipeline_root='gs://b/r', timeout=2)
+      kfp_submit.submit(package, server.url, pipeline_root='gs://b/r', timeout=2)
   with socket.socket() as silent:  # accepts connections, never answers
     silent.bind(('127.0.0.1', 0))
     silent.listen(1)
     start = time.monotonic()
     with pytest.raises(UserError, match='no answer .* within 1 s'):
-      kubeflow_runner.submit(package, f'http://127.0.0.1:{silent.getsockname()[1]}',
-                             pipeline_root='gs://b/r', timeout=1)
+      kfp_submit.submit(package, f'http://127.0.0.1:{silent.getsockname()[1]}',
+                        pipeline_root='gs://b/r', timeout=1)
     # Our 1 s bound holds, not kfp.Client's five health-check retries 5 s apart.
     assert time.monotonic() - start < 15
 
@@ -131,8 +131,8 @@ def test_non_kfp_server_and_silent_server_fail_fast(package):
 def test_submit_uploads_the_compiled_spec_with_the_pipeline_root(package):
   _FakeKfp.requests = []
   with _Server(_FakeKfp) as server:
-    run_id, url = kubeflow_runner.submit(package, server.url, pipeline_root='gs://bucket/root',
-                                         experiment='exp', run_name='r1', timeout=5)
+    run_id, url = kfp_submit.submit(package, server.url, pipeline_root='gs://bucket/root',
+                                    experiment='exp', run_name='r1', timeout=5)
   assert run_id == 'run-7' and url.endswith('/#/runs/details/run-7')
   runs = [body for method, path, body in _FakeKfp.requests
           if method == 'POST' and path.startswith('/apis/v2beta1/runs')]
@@ -148,8 +148,8 @@ def test_submit_uploads_the_compiled_spec_with_the_pipeline_root(package):
 
 def test_package_must_exist_and_be_yaml(tmp_path, package):
   with pytest.raises(UserError, match='no such pipeline package'):
-    kubeflow_runner.submit(str(tmp_path / 'missing.yaml'), 'http://localhost:1', 'gs://b/r')
+    kfp_submit.submit(str(tmp_path / 'missing.yaml'), 'http://localhost:1', 'gs://b/r')
   as_json = tmp_path / 'pipeline.json'
   as_json.write_text('{}')
   with pytest.raises(UserError, match=r'\.yaml'):
-    kubeflow_runner.submit(str(as_json), 'http://localhost:1', 'gs://b/r')
+    kfp_submit.submit(str(as_json), 'http://localhost:1', 'gs://b/r')

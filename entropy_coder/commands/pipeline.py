@@ -21,6 +21,7 @@ _DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.config
 
 
 def register(subparsers):
+  from entropy_coder.pipeline import kfp_submit  # pylint: disable=g-import-not-at-top
   parser = subparsers.add_parser(
       'pipeline', help='run the TFX pipeline locally, or compile / submit it to Kubeflow',
       description='The TFX pipeline: codes -> Trainer -> Evaluator (TFMA code length, '
@@ -53,8 +54,8 @@ def register(subparsers):
       'from the settings flags.')
   submit_parser.add_argument('--host', required=True,
                              help='KFP API endpoint, e.g. http://localhost:8080')
-  submit_parser.add_argument('--experiment', default='entropy-coder',
-                             help='experiment name (default entropy-coder)')
+  submit_parser.add_argument('--experiment', default=kfp_submit.DEFAULT_EXPERIMENT,
+                             help=f'experiment name (default {kfp_submit.DEFAULT_EXPERIMENT})')
   submit_parser.add_argument('--namespace', help='Kubernetes namespace (multi-user deployments)')
   submit_parser.add_argument('--package', help='compiled .yaml (default: compile now)')
   submit_parser.add_argument('--run-name', help='name of the run in the KFP UI')
@@ -175,6 +176,7 @@ def compile_(args):
 
 
 def submit(args):
+  from entropy_coder.pipeline import kfp_submit  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
   with contextlib.ExitStack() as stack:
     package = args.package
@@ -183,7 +185,7 @@ def submit(args):
       package = kubeflow_runner.compile_pipeline(
           os.path.join(directory, 'pipeline.yaml'), settings_from_args(args),
           image=args.image, pipeline_root=args.pipeline_root)
-    run_id, url = kubeflow_runner.submit(
+    run_id, url = kfp_submit.submit(
         package, args.host, pipeline_root=args.pipeline_root, experiment=args.experiment,
         namespace=args.namespace, run_name=args.run_name, timeout=args.timeout)
   print(f'started run {run_id}: {url}')

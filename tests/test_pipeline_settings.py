@@ -5,7 +5,7 @@ import os
 import pytest
 
 from entropy_coder import cli
-from entropy_coder.commands import pipeline as pipeline_command
+from entropy_coder.commands import pipeline_command
 from entropy_coder.errors import UserError
 from entropy_coder.pipeline import configs
 

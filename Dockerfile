@@ -37,7 +37,7 @@ COPY configs ./configs
 RUN pip install --no-deps . \
  && pip check \
  && cd / && python -c "import entropy_coder.components, entropy_coder.trainer.run_fn, \
-entropy_coder.pipeline.metrics, entropy_coder.components.real_compression, \
+entropy_coder.pipeline.tfma_metrics, entropy_coder.components.real_compression, \
 tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 
 # Tasks run from a neutral directory so only the installed package is importable.

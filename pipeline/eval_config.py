@@ -16,7 +16,7 @@ tests/test_metrics_combiner.py pins this down against TFMA's own validator.
 """
 import tensorflow_model_analysis as tfma
 
-from entropy_coder.pipeline import metrics
+from entropy_coder.pipeline import tfma_metrics
 
 # The model's signatures (docs/DESIGN.md). The label is the code itself: `transformed_labels`
 # turns the serialized examples into {'bits': [B, N]}, which TFMA uses as the label.
@@ -52,8 +52,8 @@ def make_eval_config(max_code_length: float = DEFAULT_MAX_CODE_LENGTH,
           tfma.MetricsSpec(metrics=[
               tfma.MetricConfig(class_name='ExampleCount'),
               tfma.MetricConfig(
-                  class_name=metrics.CodeLength.__name__,
-                  module=metrics.__name__,
+                  class_name=tfma_metrics.CodeLength.__name__,
+                  module=tfma_metrics.__name__,
                   threshold=threshold),
           ])
       ])

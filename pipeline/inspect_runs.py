@@ -50,8 +50,8 @@ class Evaluation:
 
   @property
   def layer_names(self):
-    from entropy_coder.pipeline import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-    return sorted(name for name in self.metrics if name.startswith(metrics_lib.LAYER_PREFIX))
+    from entropy_coder.pipeline import tfma_metrics  # pylint: disable=g-import-not-at-top
+    return sorted(name for name in self.metrics if name.startswith(tfma_metrics.LAYER_PREFIX))
 
   def to_json(self):
     return dataclasses.asdict(self)

@@ -6,9 +6,9 @@ from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.utils import config_util
 
 from entropy_coder.pipeline import eval_config as eval_config_lib
-from entropy_coder.pipeline import metrics
+from entropy_coder.pipeline import tfma_metrics
 
-KEY = metric_types.MetricKey(name=metrics.CODE_LENGTH)
+KEY = metric_types.MetricKey(name=tfma_metrics.CODE_LENGTH)
 
 
 def _element(code_length_bits, num_bits, layer_bits=None, layer_num_bits=None):
@@ -31,9 +31,9 @@ def _combine(elements, combiner, split=1):
 def test_code_length_weighs_codes_by_their_bit_count():
   # A small code at 0.5 bit/bit and a 9x bigger one at 1.0: the split costs 95 bits for 100.
   elements = [_element(5.0, 10.0), _element(90.0, 90.0)]
-  result = _combine(elements, metrics.CodeLengthCombiner(KEY))
+  result = _combine(elements, tfma_metrics.CodeLengthCombiner(KEY))
   assert result[KEY] == pytest.approx(95.0 / 100.0)
-  ratio_key = metric_types.MetricKey(name=metrics.COMPRESSION_RATIO)
+  ratio_key = metric_types.MetricKey(name=tfma_metrics.COMPRESSION_RATIO)
   assert result[ratio_key] == pytest.approx(100.0 / 95.0)
   # The mean of per-code ratios (0.75) would be wrong.
   assert result[KEY] != pytest.approx(0.75)
@@ -47,19 +47,19 @@ def test_per_layer_code_length_skips_layers_without_bits_and_merges_in_any_order
     bits = rng.uniform(0, 20, size=4) * (num > 0)
     layer_sums += (bits, num)
     elements.append(_element(bits.sum(), num.sum(), bits, num))
-  one = _combine(elements, metrics.CodeLengthCombiner(KEY))
-  three = _combine(elements, metrics.CodeLengthCombiner(KEY), split=3)
+  one = _combine(elements, tfma_metrics.CodeLengthCombiner(KEY))
+  three = _combine(elements, tfma_metrics.CodeLengthCombiner(KEY), split=3)
   names = {key.name: value for key, value in one.items()}
   for layer in range(3):
     expected = layer_sums[0, layer] / layer_sums[1, layer]
-    assert names[metrics.layer_metric_name(layer)] == pytest.approx(expected, rel=1e-6)
-  assert metrics.layer_metric_name(3) not in names
+    assert names[tfma_metrics.layer_metric_name(layer)] == pytest.approx(expected, rel=1e-6)
+  assert tfma_metrics.layer_metric_name(3) not in names
   assert names['code_length'] == pytest.approx(layer_sums[0].sum() / layer_sums[1].sum(), rel=1e-6)
   assert {k.name: v for k, v in three.items()} == pytest.approx(names, rel=1e-12)
 
 
 def test_missing_model_outputs_fail_with_the_needed_keys():
-  combiner = metrics.CodeLengthCombiner(KEY)
+  combiner = tfma_metrics.CodeLengthCombiner(KEY)
   element = metric_types.StandardMetricInputs({'predictions': {'probs': np.zeros(4)}})
   with pytest.raises(ValueError, match='code_length_bits'):
     combiner.add_input(combiner.create_accumulator(), element)
@@ -70,7 +70,7 @@ def _validate(candidate, baseline, max_code_length=1.0):
   config = config_util.update_eval_config_with_defaults(
       eval_config_lib.make_eval_config(max_code_length=max_code_length), has_baseline=True)
   names = {spec.is_baseline: spec.name for spec in config.model_specs}
-  key = metric_types.MetricKey(name=metrics.CODE_LENGTH, model_name=names[False])
+  key = metric_types.MetricKey(name=tfma_metrics.CODE_LENGTH, model_name=names[False])
   baseline_key = key.make_baseline_key(names[True])
   values = {key: candidate, baseline_key: baseline, key.make_diff_key(): candidate - baseline}
   return metrics_validator.validate_metrics(((), values), config).validation_ok

@@ -13,7 +13,7 @@ import pytest
 
 from entropy_coder import codes_format
 from entropy_coder.pipeline import eval_config as eval_config_lib
-from entropy_coder.pipeline import metrics
+from entropy_coder.pipeline import tfma_metrics
 
 SHAPE = (6, 5, 4)  # H, W, D
 LAYER_DEPTH = 2
@@ -138,9 +138,9 @@ def test_tfma_reports_code_length_ratio_and_layers_by_name(tmp_path, codes):
   assert result['example_count'] == len(codes)
   coded_layers = SHAPE[2] // LAYER_DEPTH
   for layer in range(coded_layers):
-    assert result[metrics.layer_metric_name(layer)] == pytest.approx(per_layer[layer], rel=1e-6)
+    assert result[tfma_metrics.layer_metric_name(layer)] == pytest.approx(per_layer[layer], rel=1e-6)
   # The model has a third layer that these codes never reach: no metric for it.
-  assert metrics.layer_metric_name(coded_layers) not in result
+  assert tfma_metrics.layer_metric_name(coded_layers) not in result
   # Random bits under this model cost more than 1 bit/bit, so the default bound fails it.
   assert code_length > 1.0
   validation = tfma.load_validation_result(output)

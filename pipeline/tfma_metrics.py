@@ -14,7 +14,7 @@ The model computes its own `code_length_bits` / `num_bits` and per-layer counter
 metrics read those outputs from the predictions dict instead of re-deriving them from `probs`.
 
 The evaluator loads this class by module path (`MetricConfig(class_name='CodeLength',
-module='entropy_coder.pipeline.metrics')`), so the module must be importable wherever the
+module='entropy_coder.pipeline.tfma_metrics')`), so the module must be importable wherever the
 Evaluator runs (installed package; in the Kubeflow image too).
 """
 from typing import Dict, Iterable, List, Optional

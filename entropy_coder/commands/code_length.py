@@ -1,8 +1,13 @@
 """`entropy-coder code-length`: the theoretical code length of codes under a trained model.
 
 What the original's `entropy_coder_single.py` printed as "Additional compression ratio" is the
-mean -log2 p(bit), a code length in bits per bit; the compression ratio is its inverse.
+mean -log2 p(bit), a code length in bits per bit; the compression ratio is its inverse. The
+figures come from entropy_coder.trainer.input_code_length; this module only parses the
+arguments, prints the report and draws the plot.
 """
+import os
+
+from entropy_coder import plotting
 
 
 def register(subparsers):
@@ -22,13 +27,45 @@ def run(args):
   from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
   if args.plot:  # before the work: a bad --plot path fails in a second, not after the model ran
     output_files.check_output_file(args.plot, overwrite=True, flag='--plot')
-  from entropy_coder.trainer import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.code_length_of_input(args.model, args.input)
+  from entropy_coder.trainer import input_code_length  # pylint: disable=g-import-not-at-top
+  result = input_code_length.code_length_of_input(args.model, args.input)
   if args.json:
     print(json.dumps(result, indent=2))
   else:
-    print(evaluate.format_report(result))
+    print(format_report(result))
   if args.plot:
-    evaluate.plot_per_layer(result, args.plot)
+    plot_per_layer(result, args.plot)
     if not args.json:
       print(f'plot written to {args.plot}')
+
+
+def format_report(result):
+  lines = [
+      f'model        {result["model"]}',
+      f'input        {result["input"]} ({result["samples"]} code(s), {result["coded_bits"]} coded bits)',
+      f'code length  {result["total_bits"]:.1f} bits = {result["bits_per_bit"]:.5f} bits/bit',
+      f'compression  {result["compression_ratio"]:.4f}x (1 / bits per bit)',
+      '',
+      'layer  bits/bit  bits',
+  ]
+  for row in result['per_layer']:
+    lines.append(f'{row["layer"]:>5}  {row["bits_per_bit"]:.5f}  {row["bits"]:.1f}')
+  return '\n'.join(lines)
+
+
+def plot_per_layer(result, path):
+  """Bar chart of per-layer bits/bit, with the overall mean as a line."""
+  plt = plotting.pyplot()
+  layers = [row['layer'] for row in result['per_layer']]
+  values = [row['bits_per_bit'] for row in result['per_layer']]
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  ax.bar(layers, values, color='tab:blue', label='per layer')
+  ax.axhline(result['bits_per_bit'], color='tab:red', linestyle='--',
+             label=f'all layers {result["bits_per_bit"]:.4f}')
+  ax.set_xlabel('layer (encoder iteration)')
+  ax.set_ylabel('code length (bits/bit)')
+  ax.set_xticks(layers)
+  ax.set_ylim(0, max(1.05, max(values) * 1.05))
+  ax.set_title(os.path.basename(result['input']))
+  ax.legend(loc='lower right')
+  plotting.save_figure(fig, path)

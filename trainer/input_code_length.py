@@ -1,14 +1,16 @@
-"""Code length of user inputs under a trained model (`entropy-coder code-length`).
+"""The code length of an input's codes under a model directory: total, per code and per layer.
 
-The model is rebuilt from the model directory's `weights.npz` and config (the same files the
-codec uses), so the figure printed here is the one the real bitstream is compared with.
+What `entropy-coder code-length` computes (the command formats and plots it). The model is
+rebuilt from the model directory's `weights.npz` and config (the same files the codec uses), so
+the figure is the one the real bitstream is compared with. (Not `Trainer.evaluate` of
+trainer/train_loop.py, which measures the eval split during training.)
 """
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from entropy_coder import codes_format, model_files, plotting
+from entropy_coder import codes_format, model_files
 from entropy_coder.errors import UserError
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer.config import model_config_from_dict
@@ -85,34 +87,3 @@ def code_length_of_input(model_path, input_path):
                     for k in range(layers)],
   }
 
-
-def format_report(result):
-  lines = [
-      f'model        {result["model"]}',
-      f'input        {result["input"]} ({result["samples"]} code(s), {result["coded_bits"]} coded bits)',
-      f'code length  {result["total_bits"]:.1f} bits = {result["bits_per_bit"]:.5f} bits/bit',
-      f'compression  {result["compression_ratio"]:.4f}x (1 / bits per bit)',
-      '',
-      'layer  bits/bit  bits',
-  ]
-  for row in result['per_layer']:
-    lines.append(f'{row["layer"]:>5}  {row["bits_per_bit"]:.5f}  {row["bits"]:.1f}')
-  return '\n'.join(lines)
-
-
-def plot_per_layer(result, path):
-  """Bar chart of per-layer bits/bit, with the overall mean as a line."""
-  plt = plotting.pyplot()
-  layers = [row['layer'] for row in result['per_layer']]
-  values = [row['bits_per_bit'] for row in result['per_layer']]
-  fig, ax = plt.subplots(figsize=(6, 3.5))
-  ax.bar(layers, values, color='tab:blue', label='per layer')
-  ax.axhline(result['bits_per_bit'], color='tab:red', linestyle='--',
-             label=f'all layers {result["bits_per_bit"]:.4f}')
-  ax.set_xlabel('layer (encoder iteration)')
-  ax.set_ylabel('code length (bits/bit)')
-  ax.set_xticks(layers)
-  ax.set_ylim(0, max(1.05, max(values) * 1.05))
-  ax.set_title(os.path.basename(result['input']))
-  ax.legend(loc='lower right')
-  plotting.save_figure(fig, path)

@@ -38,14 +38,12 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from entropy_coder.push_gates import DEFAULT_MAX_REAL_OVER_THEORY
+
 REPORT_FILE = 'real_compression.json'
 COMPRESSED_FILE = 'eval.nec'
 BLESSED_FILE = 'INFRA_BLESSED'  # the marker names of TFX's InfraValidator
 NOT_BLESSED_FILE = 'INFRA_NOT_BLESSED'
-
-# Largest accepted relative excess of the real payload over the theoretical code length
-# (RunSettings.max_real_over_theory has the same default).
-DEFAULT_MAX_REAL_OVER_THEORY = 0.02
 
 
 def _split_files(examples_uri, split):

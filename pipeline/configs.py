@@ -14,6 +14,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+from entropy_coder import push_gates
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import config as trainer_config
 
@@ -32,14 +33,13 @@ DEFAULT_KFP_PIPELINE_ROOT = 'gs://YOUR_BUCKET/entropy-coder'
 # The TFX Trainer calls this function (by module path, so no module_file is wheeled at compile).
 TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
 
-# Beam's DirectRunner in one process: on small data it is much faster than multi-processing,
-# and its workers need nothing installed beyond this process (multi-processing workers must be
-# able to import the project).
-LOCAL_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
-
-# RealCompressionCheck blesses a push only when the real payload is at most this much above the
-# model's theoretical code length (relative; = components/real_compression.py's default).
-DEFAULT_MAX_REAL_OVER_THEORY = 0.02
+# The Beam args of BOTH builds: Beam's DirectRunner inside the process that runs a component.
+# Locally that is this process (BeamDagRunner); on Kubeflow it is each task's container, where
+# TFX's executors also default to the DirectRunner. In one process it is much faster than
+# multi-processing on data of this size, and its workers need nothing installed beyond that
+# process (multi-processing workers must be able to import the project). A cluster runner
+# (Dataflow, Flink) would replace these args in the Kubeflow build only.
+IN_PROCESS_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 
 # The small demo model (configs/demo/*.json). With RunSettings' defaults (5,000 16x16x8 codes,
 # 4,000 steps of 16) the whole run takes about 5 minutes on 2 shared CPU cores.
@@ -63,11 +63,13 @@ class RunSettings:
   seed: int = 0
   codes_dir: Optional[str] = None
   train_steps: int = 4000
-  max_code_length: float = 1.0
-  change_tolerance: float = 0.0
+  # The push gates' bounds (entropy_coder/push_gates.py): the Evaluator's blessing, ...
+  max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH
+  change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE
   real_compression_check: bool = True  # also code the eval split for real (RealCompressionCheck)
-  # Push only if that real payload is at most this much (relative) above the model's code length.
-  max_real_over_theory: float = DEFAULT_MAX_REAL_OVER_THEORY
+  # ... and the round trip's: push only if that real payload is at most this much (relative)
+  # above the model's code length.
+  max_real_over_theory: float = push_gates.DEFAULT_MAX_REAL_OVER_THEORY
 
   def pipeline_arguments(self):
     """The `create_pipeline` keyword arguments these settings decide (both runners use them;

@@ -16,6 +16,7 @@ tests/test_metrics_combiner.py pins this down against TFMA's own validator.
 """
 import tensorflow_model_analysis as tfma
 
+from entropy_coder import push_gates
 from entropy_coder.pipeline import tfma_metrics
 
 # The model's signatures (docs/DESIGN.md). The label is the code itself: `transformed_labels`
@@ -24,12 +25,10 @@ SERVING_SIGNATURE = 'serving_default'
 LABELS_SIGNATURE = 'transformed_labels'
 LABEL_KEY = 'bits'
 
-DEFAULT_MAX_CODE_LENGTH = 1.0
-DEFAULT_CHANGE_TOLERANCE = 0.0
 
-
-def make_eval_config(max_code_length: float = DEFAULT_MAX_CODE_LENGTH,
-                     change_tolerance: float = DEFAULT_CHANGE_TOLERANCE) -> tfma.EvalConfig:
+def make_eval_config(max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH,
+                     change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE
+                     ) -> tfma.EvalConfig:
   """EvalConfig over the whole eval split (one overall slice) with the blessing thresholds.
 
   No `prediction_key`: the metric reads several outputs of `serving_default` (the bit counts

@@ -35,7 +35,7 @@ def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
       enable_cache=True,
       **settings.pipeline_arguments(),
       metadata_connection_config=None,  # KFP brings its own ML-Metadata
-      beam_pipeline_args=configs.LOCAL_BEAM_ARGS)
+      beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS)
 
 
 def _join(root, name):

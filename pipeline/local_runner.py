@@ -31,7 +31,7 @@ def run(settings: configs.RunSettings, root: str = configs.DEFAULT_PIPELINE_ROOT
       enable_cache=True,
       metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
           paths.metadata_path),
-      beam_pipeline_args=configs.LOCAL_BEAM_ARGS,
+      beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS,
       **settings.pipeline_arguments())
   beam_dag_runner.BeamDagRunner().run(dag)
   return paths

@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence, Tuple
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
+from entropy_coder import push_gates
 from entropy_coder.pipeline import configs
 from entropy_coder.pipeline import eval_config as eval_config_lib
 
@@ -45,11 +46,11 @@ def create_pipeline(
     code_shape: Tuple[int, int, int],
     seed: int,
     codes_dir: Optional[str] = None,
-    max_code_length: float = eval_config_lib.DEFAULT_MAX_CODE_LENGTH,
-    change_tolerance: float = eval_config_lib.DEFAULT_CHANGE_TOLERANCE,
+    max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH,
+    change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE,
     use_resolver: bool = True,
     real_compression_check: bool = True,
-    max_real_over_theory: float = configs.DEFAULT_MAX_REAL_OVER_THEORY,
+    max_real_over_theory: float = push_gates.DEFAULT_MAX_REAL_OVER_THEORY,
     enable_cache: bool = True,
     metadata_connection_config=None,
     beam_pipeline_args: Sequence[str] = (),

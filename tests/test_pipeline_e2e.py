@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from entropy_coder import codes_format
+from entropy_coder import push_gates
 from entropy_coder.pipeline import configs
 from entropy_coder.pipeline import inspect_runs
 from entropy_coder.pipeline import local_runner
@@ -129,7 +130,7 @@ def test_local_run_trains_evaluates_blesses_pushes_and_then_hits_the_cache(tmp_p
 
   # The round trip is exact and within the default tolerance, so the check blesses the push:
   # the Pusher's infra_blessing input is that InfraBlessing, blessed = 1.
-  assert real['payload_over_theory'] <= configs.DEFAULT_MAX_REAL_OVER_THEORY
+  assert real['payload_over_theory'] <= push_gates.DEFAULT_MAX_REAL_OVER_THEORY
   assert real['blessed'] is True and real['reason'] == '' and real['state'] == 'COMPLETE'
   check_blessing = _output_uri(root, 'RealCompressionCheck', 'blessing')
   assert check_blessing.custom_properties['blessed'].int_value == 1

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from entropy_coder import cli
+from entropy_coder import push_gates
 from entropy_coder.commands import pipeline_command
 from entropy_coder.errors import UserError
 from entropy_coder.pipeline import configs
@@ -26,10 +27,21 @@ def test_embedded_demo_equals_configs_demo():
   assert configs.RunSettings().checked() == configs.RunSettings()
 
 
-def test_the_round_trip_tolerance_default_is_the_components():
+def test_the_push_gates_defaults_are_the_components():
+  """One definition (entropy_coder.push_gates): the settings, the TFMA config and the
+  RealCompressionCheck component all default to it."""
+  import inspect  # pylint: disable=g-import-not-at-top
   from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
-  assert configs.RunSettings().max_real_over_theory == configs.DEFAULT_MAX_REAL_OVER_THEORY
-  assert configs.DEFAULT_MAX_REAL_OVER_THEORY == real_compression.DEFAULT_MAX_REAL_OVER_THEORY
+  from entropy_coder.pipeline import eval_config  # pylint: disable=g-import-not-at-top
+  settings = configs.RunSettings()
+  assert settings.max_real_over_theory == push_gates.DEFAULT_MAX_REAL_OVER_THEORY
+  assert settings.max_code_length == push_gates.DEFAULT_MAX_CODE_LENGTH
+  assert settings.change_tolerance == push_gates.DEFAULT_CHANGE_TOLERANCE
+  check = inspect.signature(real_compression.check_real_compression).parameters
+  assert check['max_real_over_theory'].default == push_gates.DEFAULT_MAX_REAL_OVER_THEORY
+  make = inspect.signature(eval_config.make_eval_config).parameters
+  assert make['max_code_length'].default == push_gates.DEFAULT_MAX_CODE_LENGTH
+  assert make['change_tolerance'].default == push_gates.DEFAULT_CHANGE_TOLERANCE
   settings = pipeline_command.settings_from_args(_args('--max-real-over-theory', '0.05'))
   assert settings.pipeline_arguments()['max_real_over_theory'] == 0.05
 

@@ -11,8 +11,7 @@ import os
 
 from entropy_coder import plotting
 from entropy_coder.errors import UserError, describe
-
-_DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.configs (no TFX import here)
+from entropy_coder.pipeline import configs  # light: no TF, Beam or TFX at its top level
 
 
 def register(subparsers):
@@ -21,8 +20,8 @@ def register(subparsers):
       description='Reads the ML-Metadata store of a local pipeline root and prints the '
       'latest Evaluator run: code length overall and per layer in bits per bit, blessed or '
       'not, and the comparison with the baseline (latest blessed) model.')
-  parser.add_argument('pipeline_root', nargs='?', default=_DEFAULT_ROOT,
-                      help=f'pipeline root of a local run (default {_DEFAULT_ROOT})')
+  parser.add_argument('pipeline_root', nargs='?', default=configs.DEFAULT_PIPELINE_ROOT,
+                      help=f'pipeline root of a local run (default {configs.DEFAULT_PIPELINE_ROOT})')
   parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
   parser.add_argument('--plot', metavar='PNG', help='also draw per-layer code length into PNG')
   parser.set_defaults(func=run)
@@ -47,7 +46,6 @@ def run(args):
 
 def _check_store_file(root):
   """A metadata.sqlite that is not an SQLite database is one line, not ml_metadata's traceback."""
-  from entropy_coder.pipeline import configs  # pylint: disable=g-import-not-at-top
   path = os.path.join(root, configs.METADATA_FILENAME)
   if not os.path.isfile(path):
     return  # inspect_runs names a missing store

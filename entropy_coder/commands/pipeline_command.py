@@ -15,13 +15,14 @@ import sys
 import tempfile
 import time
 
+from entropy_coder import push_gates
 from entropy_coder.errors import UserError
-
-_DEFAULT_ROOT = os.path.join('runs', 'local')  # = entropy_coder.pipeline.configs
+# Light modules (no TF, Beam or TFX at their top level): the defaults shown in --help.
+from entropy_coder.pipeline import configs
+from entropy_coder.pipeline import kfp_submit
 
 
 def register(subparsers):
-  from entropy_coder.pipeline import kfp_submit  # pylint: disable=g-import-not-at-top
   parser = subparsers.add_parser(
       'pipeline', help='run the TFX pipeline locally, or compile / submit it to Kubeflow',
       description='The TFX pipeline: codes -> Trainer -> Evaluator (TFMA code length, '
@@ -33,9 +34,9 @@ def register(subparsers):
       'run', help='run the pipeline here (BeamDagRunner, sqlite ML-Metadata)',
       description='Runs the pipeline on this machine; a second run with nothing changed '
       're-uses every cached output. Default: the ~5-minute demo.')
-  run_parser.add_argument('--pipeline-root', default=_DEFAULT_ROOT,
+  run_parser.add_argument('--pipeline-root', default=configs.DEFAULT_PIPELINE_ROOT,
                           help=f'where artifacts, metadata.sqlite and serving_model/ go '
-                          f'(default {_DEFAULT_ROOT})')
+                          f'(default {configs.DEFAULT_PIPELINE_ROOT})')
   _add_settings_arguments(run_parser)
   run_parser.set_defaults(func=run)
 
@@ -79,25 +80,26 @@ def _add_settings_arguments(parser):
   group.add_argument('--channel-causal', action='store_true', default=None,
                      help='model extension: a bit also sees the earlier bits of its own pixel')
   group.add_argument('--max-code-length', type=float,
-                     help='bless only below this code length, bits per bit (default 1.0)')
+                     help=f'bless only below this code length, bits per bit (default '
+                     f'{push_gates.DEFAULT_MAX_CODE_LENGTH})')
   group.add_argument('--max-real-over-theory', type=float,
                      help="push only if the real bitstream's payload is at most this much "
-                     "(relative) above the model's code length (default 0.02 = 2 %%)")
+                     "(relative) above the model's code length (default "
+                     f"{push_gates.DEFAULT_MAX_REAL_OVER_THEORY} = "
+                     f"{100 * push_gates.DEFAULT_MAX_REAL_OVER_THEORY:g} %%)")
 
 
 def _add_kubeflow_arguments(parser):
-  from entropy_coder.pipeline import configs as defaults  # pylint: disable=g-import-not-at-top
-  parser.add_argument('--image', default=defaults.DEFAULT_IMAGE,
+  parser.add_argument('--image', default=configs.DEFAULT_IMAGE,
                       help=f'container image with this project installed (default '
-                      f'{defaults.DEFAULT_IMAGE}; see the Dockerfile)')
-  parser.add_argument('--pipeline-root', default=defaults.DEFAULT_KFP_PIPELINE_ROOT,
+                      f'{configs.DEFAULT_IMAGE}; see the Dockerfile)')
+  parser.add_argument('--pipeline-root', default=configs.DEFAULT_KFP_PIPELINE_ROOT,
                       help='artifact root the containers can write (gs://, s3:// or a shared '
                       'volume path); the Pusher pushes under <root>/serving_model')
 
 
 def settings_from_args(args):
   """Demo default <- --config <- flags, validated before anything runs."""
-  from entropy_coder.pipeline import configs  # pylint: disable=g-import-not-at-top
   settings = configs.RunSettings()
   if args.config:
     settings = configs.load_settings(args.config, settings)

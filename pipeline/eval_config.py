@@ -18,12 +18,7 @@ import tensorflow_model_analysis as tfma
 
 from entropy_coder import push_gates
 from entropy_coder.pipeline import tfma_metrics
-
-# The model's signatures (docs/DESIGN.md). The label is the code itself: `transformed_labels`
-# turns the serialized examples into {'bits': [B, N]}, which TFMA uses as the label.
-SERVING_SIGNATURE = 'serving_default'
-LABELS_SIGNATURE = 'transformed_labels'
-LABEL_KEY = 'bits'
+from entropy_coder.trainer import serving_contract as contract
 
 
 def make_eval_config(max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH,
@@ -31,6 +26,8 @@ def make_eval_config(max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH
                      ) -> tfma.EvalConfig:
   """EvalConfig over the whole eval split (one overall slice) with the blessing thresholds.
 
+  The label is the code itself: the labels signature turns the serialized examples into
+  {LABEL_KEY: [B, N]}, which TFMA uses as the label (serving_contract names both).
   No `prediction_key`: the metric reads several outputs of `serving_default` (the bit counts
   overall and per layer), so TFMA keeps the whole predictions dict.
   """
@@ -42,9 +39,9 @@ def make_eval_config(max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH
   return tfma.EvalConfig(
       model_specs=[
           tfma.ModelSpec(
-              signature_name=SERVING_SIGNATURE,
-              label_key=LABEL_KEY,
-              preprocessing_function_names=[LABELS_SIGNATURE])
+              signature_name=contract.SERVING_SIGNATURE,
+              label_key=contract.LABEL_KEY,
+              preprocessing_function_names=[contract.LABELS_SIGNATURE])
       ],
       slicing_specs=[tfma.SlicingSpec()],
       metrics_specs=[

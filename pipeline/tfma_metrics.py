@@ -23,15 +23,12 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
+# The keys of the model's serving_default outputs that the metric reads.
+from entropy_coder.trainer import serving_contract as contract
+
 CODE_LENGTH = 'code_length'
 COMPRESSION_RATIO = 'compression_ratio'
 LAYER_PREFIX = 'code_length_layer_'
-
-# Keys of the model's serving_default outputs that the metric reads (docs/DESIGN.md).
-PRED_CODE_LENGTH_BITS = 'code_length_bits'
-PRED_NUM_BITS = 'num_bits'
-PRED_LAYER_CODE_LENGTH_BITS = 'layer_code_length_bits'
-PRED_LAYER_NUM_BITS = 'layer_num_bits'
 
 
 def layer_metric_name(layer):
@@ -97,21 +94,22 @@ class CodeLengthCombiner(beam.CombineFn):
 
   def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
     predictions = element.get_predictions(self._key.model_name, self._key.output_name)
-    if not isinstance(predictions, dict) or PRED_CODE_LENGTH_BITS not in predictions:
+    if not isinstance(predictions, dict) or contract.CODE_LENGTH_BITS not in predictions:
       raise ValueError(
-          f'{CODE_LENGTH} needs the model\'s "{PRED_CODE_LENGTH_BITS}" and "{PRED_NUM_BITS}" '
-          f'outputs (serving_default, docs/DESIGN.md); got predictions of type '
+          f'{CODE_LENGTH} needs the model\'s "{contract.CODE_LENGTH_BITS}" and '
+          f'"{contract.NUM_BITS}" '
+          f'outputs ({contract.SERVING_SIGNATURE}, docs/DESIGN.md); got predictions of type '
           f'{type(predictions).__name__}'
           + (f' with keys {sorted(predictions)}' if isinstance(predictions, dict) else ''))
     accumulator['bits'] += (
-        np.sum(np.asarray(predictions[PRED_CODE_LENGTH_BITS], np.float64)),
-        np.sum(np.asarray(predictions[PRED_NUM_BITS], np.float64)))
-    if PRED_LAYER_CODE_LENGTH_BITS in predictions:
-      layer_bits = np.asarray(predictions[PRED_LAYER_CODE_LENGTH_BITS], np.float64)
+        np.sum(np.asarray(predictions[contract.CODE_LENGTH_BITS], np.float64)),
+        np.sum(np.asarray(predictions[contract.NUM_BITS], np.float64)))
+    if contract.LAYER_CODE_LENGTH_BITS in predictions:
+      layer_bits = np.asarray(predictions[contract.LAYER_CODE_LENGTH_BITS], np.float64)
       layer_count = layer_bits.shape[-1]
       layers = np.stack([
           layer_bits.reshape(-1, layer_count).sum(axis=0),
-          np.asarray(predictions[PRED_LAYER_NUM_BITS], np.float64)
+          np.asarray(predictions[contract.LAYER_NUM_BITS], np.float64)
           .reshape(-1, layer_count).sum(axis=0)])
       accumulator = self._add_layers(accumulator, layers)
     return accumulator

@@ -81,3 +81,19 @@ def test_change_threshold_sign_blesses_equal_or_better_and_rejects_worse():
   assert _validate(0.79, 0.80)
   assert not _validate(0.80 + 1e-9, 0.80)
   assert not _validate(1.05, 1.10)  # better than its baseline but over the absolute bound
+
+
+def test_the_serving_contract_is_one_light_module_both_sides_read():
+  """The export and the evaluator take the signature names and output keys from
+  trainer/serving_contract.py, which imports no TensorFlow (so any reader can)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import serving_contract as contract  # pylint: disable=g-import-not-at-top
+  (spec,) = eval_config_lib.make_eval_config().model_specs
+  assert (spec.signature_name, spec.label_key, list(spec.preprocessing_function_names)) == (
+      contract.SERVING_SIGNATURE, contract.LABEL_KEY, [contract.LABELS_SIGNATURE])
+  probe = ('import sys; import entropy_coder.trainer.serving_contract; '
+           'print(sorted(m for m in sys.modules if m.split(".")[0] in '
+           '("tensorflow", "tfx", "tensorflow_model_analysis", "apache_beam")))')
+  result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, check=True)
+  assert result.stdout.strip() == '[]'

@@ -1,6 +1,7 @@
 """Exports a trained model as a model directory (docs/DESIGN.md): SavedModel + model files.
 
-The SavedModel carries the signatures TFMA and the CLI use; `weights.npz` and
+The SavedModel carries the signatures TFMA and the CLI use (their names and output keys are
+trainer/serving_contract.py's); `weights.npz` and
 `entropy_coder_model.json` (entropy_coder.model_files) carry the same weights, by name, for the
 TensorFlow-free codec, with a fingerprint that bitstreams record.
 """
@@ -9,10 +10,7 @@ import tensorflow as tf
 from entropy_coder import model_files
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer import data
-
-SERVING_SIGNATURE = 'serving_default'
-LABELS_SIGNATURE = 'transformed_labels'
-DENSE_SIGNATURE = 'serving_dense'
+from entropy_coder.trainer import serving_contract as contract
 
 
 class ServingModule(tf.Module):
@@ -44,28 +42,29 @@ class ServingModule(tf.Module):
     layer_bits = tf.pad(layer_bits, pad)
     layer_counts = tf.pad(tf.fill([shape[0], layers], per_layer_count), pad)
     return {
-        'probs': probs,
-        'code_length_bits': tf.reduce_sum(layer_bits, axis=1),
-        'num_bits': tf.reduce_sum(layer_counts, axis=1),
-        'layer_code_length_bits': layer_bits,
-        'layer_num_bits': layer_counts,
+        contract.PROBS: probs,
+        contract.CODE_LENGTH_BITS: tf.reduce_sum(layer_bits, axis=1),
+        contract.NUM_BITS: tf.reduce_sum(layer_counts, axis=1),
+        contract.LAYER_CODE_LENGTH_BITS: layer_bits,
+        contract.LAYER_NUM_BITS: layer_counts,
     }
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')],
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)],
                autograph=False)
   def serve_examples(self, examples):
     outputs = self._outputs(data.parse_packed_batch(examples))
-    outputs['probs'] = tf.reshape(outputs['probs'], [tf.shape(examples)[0], -1])
+    outputs[contract.PROBS] = tf.reshape(outputs[contract.PROBS], [tf.shape(examples)[0], -1])
     return outputs
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')],
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)],
                autograph=False)
   def labels(self, examples):
     bits = data.parse_packed_batch(examples)
     coded = self.model_config.coded_depth_tensor(tf.shape(bits)[-1])
-    return {'bits': tf.reshape(bits[..., :coded], [tf.shape(examples)[0], -1])}
+    return {contract.LABEL_KEY: tf.reshape(bits[..., :coded], [tf.shape(examples)[0], -1])}
 
-  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name='codes')],
+  @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32,
+                                              name=contract.CODES_INPUT)],
                autograph=False)
   def serve_dense(self, codes):
     return self._outputs(codes)
@@ -75,9 +74,9 @@ def export_model(model, export_dir):
   """Writes the SavedModel with its three signatures, then weights.npz and the model JSON."""
   module = ServingModule(model)
   signatures = {
-      SERVING_SIGNATURE: module.serve_examples,
-      LABELS_SIGNATURE: module.labels,
-      DENSE_SIGNATURE: module.serve_dense,
+      contract.SERVING_SIGNATURE: module.serve_examples,
+      contract.LABELS_SIGNATURE: module.labels,
+      contract.DENSE_SIGNATURE: module.serve_dense,
   }
   tf.saved_model.save(module, export_dir, signatures=signatures)
   model_files.write_model_files(export_dir, model.named_weights(), model.config.to_dict())

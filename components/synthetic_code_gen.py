@@ -19,6 +19,7 @@ from tfx.components.example_gen import component as example_gen_component
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from entropy_coder import codes_format
 from entropy_coder.components import index_splits
 from entropy_coder.data_gen import beam_source
 from entropy_coder.data_gen import splits as splits_lib
@@ -31,7 +32,7 @@ def make_query(count, shape=synthetic.DATASET_SHAPE, seed=0):
   if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
     raise UserError(f'count must be a positive int, got {count!r}')
   seed = synthetic.check_seed(seed)
-  shape = synthetic.check_shape(shape)
+  shape = codes_format.check_shape(shape, 'SyntheticCodeGen')
   return json.dumps({'count': int(count), 'shape': [int(s) for s in shape], 'seed': int(seed),
                      'generator': synthetic.GENERATOR_ID}, sort_keys=True)
 

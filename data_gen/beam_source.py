@@ -24,6 +24,7 @@ import time
 import apache_beam as beam
 import numpy as np
 
+from entropy_coder import codes_format
 from entropy_coder.data_gen import example_wire
 from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.data_gen import synthetic
@@ -131,13 +132,13 @@ class GenerateSyntheticExamples(beam.PTransform):
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
       raise UserError(f'sample count must be a non-negative int, got {count!r}')
     if bundle_size is None:
-      bundle_size = auto_bundle_size(synthetic.check_shape(shape))
+      bundle_size = auto_bundle_size(codes_format.check_shape(shape))
     if isinstance(bundle_size, bool) or not isinstance(bundle_size, int) or bundle_size < 1:
       raise UserError(f'bundle size must be a positive int, got {bundle_size!r}')
     if emit not in EMIT_MODES:
       raise ValueError(f'emit must be one of {EMIT_MODES}, got {emit!r}')
     self._count = count
-    self._shape = synthetic.check_shape(shape)
+    self._shape = codes_format.check_shape(shape)
     self._seed = synthetic.check_seed(seed)
     self._splits = splits_lib.check_splits(splits)
     if split is not None and split not in splits_lib.split_names(self._splits):

@@ -153,7 +153,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
   """Generates samples 0 .. count-1 of `seed` into `output_dir`; returns the manifest dict."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import beam_source  # pylint: disable=g-import-not-at-top
-  shape = synthetic.check_shape(shape)
+  shape = codes_format.check_shape(shape)
   seed = synthetic.check_seed(seed)
   if count < 1:
     raise UserError(f'--count must be at least 1, got {count}')

@@ -35,6 +35,7 @@ import numbers
 import numba
 import numpy as np
 
+from entropy_coder import codes_format
 from entropy_coder.errors import UserError
 
 # Shapes [H, W, D] of the original's tools: gen_synthetic_dataset.py and gen_synthetic_single.py.
@@ -80,7 +81,7 @@ def uniform_draws(seed, index, shape):
 
   Plain numpy, independent of the kernel: tests feed these to `plain_generate` and compare.
   """
-  shape = check_shape(shape)
+  shape = codes_format.check_shape(shape)
   seed = _check_u64(seed, 'seed')
   index = _check_u64(index, 'sample index')
   count = math.prod(shape)
@@ -216,7 +217,7 @@ def generate_codes(seed, indices_or_start, count=None, shape=DATASET_SHAPE):
   `generate_codes(s, start, count)` gives samples start .. start+count-1;
   `generate_codes(s, [i, j, ...])` gives exactly those. Sample i depends only on (s, i).
   """
-  shape = check_shape(shape)
+  shape = codes_format.check_shape(shape)
   seed = _check_u64(seed, 'seed')
   if count is None:
     indices = np.asarray(indices_or_start)
@@ -245,7 +246,7 @@ def plain_generate(uniform_draws, shape=None):  # pylint: disable=redefined-oute
   Slow; the reference for tests only.
   """
   draws = np.asarray(uniform_draws)
-  height, width, depth = check_shape(draws.shape if shape is None else shape)
+  height, width, depth = codes_format.check_shape(draws.shape if shape is None else shape)
   draws = draws.reshape(height, width, depth)
   if np.issubdtype(draws.dtype, np.floating):
     keeps = draws < KEEP_PROBABILITY
@@ -283,30 +284,11 @@ def parse_shape(text, source='--shape'):
     shape = tuple(int(p) for p in parts)
   except ValueError:
     raise UserError(f'{source}: expected three positive ints "H,W,D", got "{text}"') from None
-  if len(shape) != 3 or min(shape) < 1:
+  if len(shape) != 3 or min(shape) < 1:  # the flag's syntax, told in the flag's own terms
     raise UserError(f'{source}: expected three positive ints "H,W,D", got "{text}"')
-  _check_size(shape, source)
-  return shape
-
-
-def _check_size(shape, source):
-  """No code above codes_format.MAX_CODE_BITS: the generator holds a 16-bit draw per bit."""
-  from entropy_coder.codes_format import MAX_CODE_BITS  # pylint: disable=g-import-not-at-top
-  if math.prod(shape) > MAX_CODE_BITS:
-    raise UserError(f'{source}: shape {list(shape)} is {math.prod(shape):,} bits per code, more '
-                    f'than the {MAX_CODE_BITS:,} a code may have')
-
-
-def check_shape(shape):
-  """A code shape is three positive ints (H, W, D)."""
-  try:
-    shape = tuple(int(s) for s in shape)
-  except (TypeError, ValueError):
-    raise UserError(f'code shape must be three positive ints [H, W, D], got {shape!r}') from None
-  if len(shape) != 3 or min(shape) < 1:
-    raise UserError(f'code shape must be three positive ints [H, W, D], got {list(shape)}')
-  _check_size(shape, 'code shape')
-  return shape
+  # The rest (at most MAX_CODE_BITS: the generator holds a 16-bit draw per bit) is the one
+  # shape check, entropy_coder.codes_format.check_shape.
+  return codes_format.check_shape(shape, source)
 
 
 def check_seed(seed):

@@ -20,6 +20,7 @@ TFRecord. `read_codes` is the one reader of a user's INPUT argument (compress, c
 """
 import glob
 import math
+import numbers
 import os
 import re
 import struct
@@ -71,20 +72,35 @@ def unpack_code(data, shape, source='<code>'):
   return bits[:count].reshape(shape)
 
 
-def check_shape(shape, source='<code>'):
-  """A code shape must be three positive ints [H, W, D], at most MAX_CODE_BITS bits."""
-  shape = [int(s) for s in shape]
-  if len(shape) != 3 or min(shape) < 1:
-    raise UserError(describe(source, f'code_shape must be 3 positive ints [H, W, D], got {shape}'))
+def check_shape(shape, source=None):
+  """The one check of a code shape: three positive ints [H, W, D] (ints, not bools or floats),
+  at most MAX_CODE_BITS bits. For a record's `code_shape`, the pipeline settings' `code_shape`
+  and the generator's shape alike. -> a tuple of ints, or a UserError naming `source` (if any).
+  """
+  try:
+    values = list(shape)
+  except TypeError:
+    values = None
+  if values is None or len(values) != 3 or any(
+      isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in values):
+    shown = repr(shape) if values is None else [
+        int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s
+        for s in values]
+    raise UserError(_named(source, f'"code_shape" must be 3 positive ints [H, W, D], got {shown}'))
+  shape = tuple(int(s) for s in values)
   check_code_bits(math.prod(shape), source, shape)
-  return tuple(shape)
+  return shape
 
 
 def check_code_bits(count, source, shape):
   """A code of `count` bits must not exceed MAX_CODE_BITS (checked before any allocation)."""
   if count > MAX_CODE_BITS:
-    raise UserError(describe(source, f'shape {list(shape)} is {count:,} bits, more than the '
-                             f'{MAX_CODE_BITS:,} bits a code may have'))
+    raise UserError(_named(source, f'shape {list(shape)} is {count:,} bits, more than the '
+                           f'{MAX_CODE_BITS:,} bits a code may have'))
+
+
+def _named(source, problem):
+  return describe(source, problem) if source else problem
 
 
 def encode_example(bits):

@@ -14,6 +14,7 @@ import dataclasses
 import os
 from typing import Optional, Tuple
 
+from entropy_coder import codes_format
 from entropy_coder import push_gates
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import config as trainer_config
@@ -93,9 +94,7 @@ class RunSettings:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(describe(source, f'"{name}" must be a positive int, got {value!r}'))
-    shape = list(self.code_shape)
-    if len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-      raise UserError(describe(source, f'"code_shape" must be 3 positive ints [H, W, D], got {shape}'))
+    shape = codes_format.check_shape(self.code_shape, source)
     if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
       raise UserError(describe(source, f'"seed" must be an int >= 0, got {self.seed!r}'))
     if not isinstance(self.max_code_length, (int, float)) or not self.max_code_length > 0:

@@ -90,32 +90,31 @@ class RunSettings:
     """Validates every field now, so a bad value fails before any component runs."""
     trainer_config.model_config_from_dict(self.model_config, f'{source} model_config')
     trainer_config.train_config_from_dict(self.train_config, f'{source} train_config')
-    for name in ('count', 'train_steps'):
-      value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(describe(source, f'"{name}" must be a positive int, got {value!r}'))
+    values = {name: getattr(self, name) for name in _FIELD_CHECKS}
+    if self.codes_dir is None:
+      del values['codes_dir']  # optional
+    # The same table-driven check (and messages) as model_config and train_config.
+    trainer_config._checked(values, source, dict, _FIELD_CHECKS)  # pylint: disable=protected-access
     shape = codes_format.check_shape(self.code_shape, source)
-    if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-      raise UserError(describe(source, f'"seed" must be an int >= 0, got {self.seed!r}'))
-    if not isinstance(self.max_code_length, (int, float)) or not self.max_code_length > 0:
-      raise UserError(describe(source, f'"max_code_length" must be a positive number, '
-                               f'got {self.max_code_length!r}'))
-    if not isinstance(self.change_tolerance, (int, float)):
-      raise UserError(describe(source, f'"change_tolerance" must be a number, '
-                               f'got {self.change_tolerance!r}'))
-    if not isinstance(self.real_compression_check, bool):
-      raise UserError(describe(source, f'"real_compression_check" must be true or false, '
-                               f'got {self.real_compression_check!r}'))
-    if (isinstance(self.max_real_over_theory, bool)
-        or not isinstance(self.max_real_over_theory, (int, float))
-        or not self.max_real_over_theory >= 0):
-      raise UserError(describe(source, f'"max_real_over_theory" must be a number >= 0 (0.02 = '
-                               f'real size at most 2 % above theory), got '
-                               f'{self.max_real_over_theory!r}'))
     if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
     return dataclasses.replace(self, code_shape=tuple(shape))
 
+
+# RunSettings' scalar fields: key -> (type, required, check, what it must be), the table format
+# of entropy_coder.trainer.config (code_shape: codes_format.check_shape; the two configs: their
+# own tables there).
+_FIELD_CHECKS = {
+    'count': (int, True, lambda v: v >= 1, 'a positive int'),
+    'train_steps': (int, True, lambda v: v >= 1, 'a positive int'),
+    'seed': (int, True, lambda v: v >= 0, 'an int >= 0'),
+    'codes_dir': (str, False, lambda v: True, 'a directory path'),
+    'max_code_length': (float, True, lambda v: v > 0, 'a positive number'),
+    'change_tolerance': (float, True, lambda v: True, 'a number'),
+    'real_compression_check': (bool, True, lambda v: True, 'true or false'),
+    'max_real_over_theory': (float, True, lambda v: v >= 0,
+                             'a number >= 0 (0.02 = real size at most 2 % above theory)'),
+}
 
 _SETTING_KEYS = {f.name for f in dataclasses.fields(RunSettings)}
 

@@ -24,19 +24,21 @@ def register(subparsers):
   parser.set_defaults(func=run)
 
 
+# The original's input_config.json, in the table format of entropy_coder.trainer.config (the
+# same check, and messages, as model_config.json and train_config.json).
+_INPUT_CONFIG_CHECKS = {
+    'data': (str, True, lambda v: True, 'the path of a TFRecord file'),
+    'unique_code_size': (bool, False, lambda v: v,
+                         'true (false is not supported: a training set has one code shape)'),
+}
+
+
 def _training_files(args):
   """(train patterns, eval patterns or None) from --input-config or --examples."""
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
   if args.input_config:
-    values = config_lib.read_json(args.input_config)
-    if not isinstance(values, dict) or not isinstance(values.get('data'), str):
-      raise UserError(describe(args.input_config, 'needs "data": the path of a TFRecord file'))
-    unknown = sorted(set(values) - {'data', 'unique_code_size'})
-    if unknown:
-      raise UserError(describe(args.input_config, f'unknown key(s) {unknown}'))
-    if values.get('unique_code_size') is False:
-      raise UserError(describe(args.input_config, 'unique_code_size false is not supported: '
-                               'a training set has one code shape'))
+    values = config_lib._checked(  # pylint: disable=protected-access
+        config_lib.read_json(args.input_config), args.input_config, dict, _INPUT_CONFIG_CHECKS)
     return [values['data']], args.eval_examples
   root = args.examples
   if not os.path.isdir(root):

@@ -1,8 +1,9 @@
 """NpzCodeImport: the user's own `.npz` codes (the original's format) as an Examples artifact.
 
 One conversion, two fronts: the `NpzCodeImport` component (a `FileBasedExampleGen`, so TFX
-fingerprints the input files and re-runs only when they change) and the `entropy-coder
-import-codes` command both apply the `ImportNpzCodes` transform.
+fingerprints the input files and re-runs only when they change) and the standalone Beam job
+of `entropy-coder import-codes` (data_gen/npz_import.py) both apply the `ImportNpzCodes`
+transform.
 
 The rules, the same in both fronts:
 

@@ -14,8 +14,11 @@ hand. This plays the part of the KFP launcher for every container task, in DAG o
 3. read `executor_output.json` for the artifacts (their metadata, e.g. split names or the
    blessing) that the downstream tasks receive.
 
-What it does not do (a cluster's job): pods and images, caching, ML-Metadata, retries. Tasks
-that are not containers (Vertex's resolver/importer constructs) are refused with a message.
+What it does not do (a cluster's job): pods and images, caching, ML-Metadata, retries. A spec
+it cannot run (not a PipelineSpec, tasks that are not containers such as Vertex's resolver
+executors, parameters that are not compiled constants, a cycle) is refused before any task runs,
+with a one-line UserError. `entropy-coder pipeline run-compiled SPEC --pipeline-root DIR` is its
+command-line front.
 """
 import json
 import os
@@ -40,12 +43,23 @@ def load_pipeline_spec(path):
       document = next(yaml.safe_load_all(f))
   except FileNotFoundError:
     raise UserError(describe(path, 'no such pipeline file')) from None
-  except (yaml.YAMLError, StopIteration) as e:
-    raise UserError(describe(path, f'not a YAML pipeline ({e})')) from None
+  except IsADirectoryError:
+    raise UserError(describe(path, 'is a directory; expected a compiled pipeline .yaml')) from None
+  except OSError as e:
+    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+  except (yaml.YAMLError, UnicodeDecodeError, StopIteration) as e:
+    text = ' '.join(str(e).split()) or 'empty file'
+    raise UserError(describe(path, f'not a YAML pipeline ({text})')) from None
+  if not isinstance(document, dict):
+    raise UserError(describe(path, f'not a KFP PipelineSpec (a YAML mapping was expected, got '
+                             f'{type(document).__name__})'))
+  if 'pipelineSpec' in document:
+    raise UserError(describe(path, 'is a Vertex PipelineJob (TFX\'s .json output), not a bare '
+                             'PipelineSpec: compile to a .yaml file'))
   try:
     return json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec())
   except json_format.ParseError as e:
-    raise UserError(describe(path, f'not a KFP PipelineSpec ({e})')) from None
+    raise UserError(describe(path, f'not a KFP PipelineSpec ({" ".join(str(e).split())})')) from None
 
 
 def task_order(spec) -> List[str]:
@@ -59,7 +73,10 @@ def task_order(spec) -> List[str]:
   while len(order) < len(tasks):
     ready = sorted(name for name in tasks if name not in done and needs[name] <= done)
     if not ready:
-      raise ValueError(f'the DAG has a cycle among {sorted(set(tasks) - done)}')
+      waiting = sorted(set(tasks) - done)
+      unknown = sorted(set().union(*(needs[name] for name in waiting)) - set(tasks))
+      raise UserError(f'the DAG\'s tasks {waiting} wait on '
+                      + (f'tasks it does not have: {unknown}' if unknown else 'each other (a cycle)'))
     order += ready
     done.update(ready)
   return order
@@ -73,12 +90,13 @@ def executor_input(spec, task_name, pipeline_root, upstream):
   result = pipeline_spec_pb2.ExecutorInput()
   for key, parameter in task.inputs.parameters.items():
     if not parameter.HasField('runtime_value') or not parameter.runtime_value.HasField('constant'):
-      raise ValueError(f'{task_name}: parameter "{key}" is not a constant; only compiled '
-                       'constants are supported locally')
+      raise UserError(f'task {task_name}: parameter "{key}" is not a constant; only compiled '
+                      'constants are supported locally')
     result.inputs.parameter_values[key].CopyFrom(parameter.runtime_value.constant)
   for key, channel in task.inputs.artifacts.items():
     if not channel.HasField('task_output_artifact'):
-      raise ValueError(f'{task_name}: input "{key}" does not come from a task output')
+      raise UserError(f'task {task_name}: input "{key}" does not come from a task output; only '
+                      'task outputs are supported locally')
     source = channel.task_output_artifact
     result.inputs.artifacts[key].artifacts.append(
         upstream[source.producer_task][source.output_artifact_key])
@@ -125,14 +143,52 @@ def _check_container(task_name, executor):
     raise UserError(f'task {task_name} is a {kind} executor, not a container: open-source KFP '
                     'and this runner execute only containers (TFX compiles its Resolver to '
                     'Vertex-only resolver executors)')
+  if not executor['container'].get('command'):
+    raise UserError(f'task {task_name}: its container has no command')
 
 
-def check_runnable(spec):
-  """Refuses, before anything runs, a spec with tasks that are not containers."""
+def check_runnable(spec, source='the pipeline spec'):
+  """Refuses, before anything runs, a spec this runner cannot execute: a one-line UserError
+  naming `source` and the task (no tasks; a component or executor the spec does not define; an
+  executor that is not a container; a parameter that is not a compiled constant; an input
+  that is no task's output; a cycle)."""
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  tasks = spec.root.dag.tasks
+  if not tasks:
+    raise UserError(describe(source, 'the pipeline has no tasks'))
   executors = json_format.MessageToDict(spec.deployment_spec).get('executors', {})
-  for name, task in spec.root.dag.tasks.items():
-    _check_container(name, executors[spec.components[task.component_ref.name].executor_label])
+  try:
+    for name, task in tasks.items():
+      component = task.component_ref.name
+      if component not in spec.components:
+        raise UserError(f'task {name} runs component "{component}", which the spec does not '
+                        'define')
+      label = spec.components[component].executor_label
+      if label not in executors:
+        raise UserError(f'task {name}: executor "{label}" of component "{component}" is not in '
+                        'the deployment spec')
+      _check_container(name, executors[label])
+    for name, task in tasks.items():
+      for key, parameter in task.inputs.parameters.items():
+        if not parameter.runtime_value.HasField('constant'):
+          raise UserError(f'task {name}: parameter "{key}" is not a constant; only compiled '
+                          'constants are supported locally')
+      for key, channel in task.inputs.artifacts.items():
+        if not channel.HasField('task_output_artifact'):
+          raise UserError(f'task {name}: input "{key}" does not come from a task output; only '
+                          'task outputs are supported locally')
+        source_task = channel.task_output_artifact
+        producer = tasks.get(source_task.producer_task)
+        if producer is None:
+          continue  # task_order names the missing task
+        outputs = spec.components[producer.component_ref.name].output_definitions.artifacts
+        if source_task.output_artifact_key not in outputs:
+          raise UserError(f'task {name}: input "{key}" is output "'
+                          f'{source_task.output_artifact_key}" of task '
+                          f'{source_task.producer_task}, which has no such output')
+    task_order(spec)
+  except UserError as e:
+    raise UserError(describe(source, str(e))) from None
 
 
 def run_compiled(spec_path: str, pipeline_root: str,
@@ -142,7 +198,7 @@ def run_compiled(spec_path: str, pipeline_root: str,
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
   spec = load_pipeline_spec(spec_path)
-  check_runnable(spec)
+  check_runnable(spec, spec_path)
   pipeline_root = os.path.abspath(pipeline_root)
   env = dict(os.environ)
   # The image's `python` is the one with the project installed: here, this interpreter.
@@ -165,8 +221,12 @@ def run_compiled(spec_path: str, pipeline_root: str,
         raise UserError(f'task {task_name} ({what}) failed with exit status '
                         f'{completed.returncode}: {last} (full log: {log_path})')
     output = pipeline_spec_pb2.ExecutorOutput()
-    with open(invocation.outputs.output_file, encoding='utf-8') as f:
-      json_format.Parse(f.read(), output, ignore_unknown_fields=True)
+    try:
+      with open(invocation.outputs.output_file, encoding='utf-8') as f:
+        json_format.Parse(f.read(), output, ignore_unknown_fields=True)
+    except FileNotFoundError:
+      raise UserError(f'task {task_name} exited 0 but wrote no {EXECUTOR_OUTPUT_FILENAME} '
+                      f'(full log: {log_path})') from None
     produced[task_name] = {}
     for key, declared in invocation.outputs.artifacts.items():
       artifact = declared.artifacts[0]
@@ -187,3 +247,10 @@ def artifact_metadata(artifact) -> Dict:
   """A RuntimeArtifact's metadata as a plain dict (e.g. {'blessed': 1.0} on a blessing)."""
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   return json.loads(json_format.MessageToJson(artifact.metadata))
+
+
+def outputs_as_json(produced) -> Dict[str, Dict[str, Dict]]:
+  """`run_compiled`'s result as plain data: {task: {output key: {'uri', 'metadata'}}}."""
+  return {task: {key: {'uri': artifact.uri, 'metadata': artifact_metadata(artifact)}
+                 for key, artifact in outputs.items()}
+          for task, outputs in produced.items()}

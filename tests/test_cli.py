@@ -22,7 +22,7 @@ def test_every_subcommand_is_registered():
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED) + ['pipeline run', 'pipeline compile',
-                                                      'pipeline submit'])
+                                                      'pipeline submit', 'pipeline run-compiled'])
 def test_every_subcommand_has_help(name, capsys):
   with pytest.raises(SystemExit) as exit_info:
     cli.main(name.split() + ['--help'])

@@ -1,7 +1,9 @@
 """The Kubeflow build: a PipelineSpec kfp.Client reads, with exactly the local DAG minus the Resolver."""
+import copy
 import json
 
 import pytest
+import yaml
 from google.protobuf import json_format
 
 from entropy_coder import cli
@@ -142,3 +144,60 @@ def test_a_resolver_build_is_refused_before_any_task_runs(tmp_path):
   with pytest.raises(UserError, match='resolver executor, not a container'):
     kfp_local.run_compiled(spec_path, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def _broken(document, how):
+  """A copy of a compiled spec (as YAML data) broken in one way."""
+  document = copy.deepcopy(document)
+  tasks = document['root']['dag']['tasks']
+  if how == 'missing_component':
+    del document['components'][tasks['Trainer']['componentRef']['name']]
+  elif how == 'parameter_not_constant':
+    tasks['Trainer']['inputs']['parameters']['custom_config'] = {'componentInputParameter': 'x'}
+  elif how == 'cycle':
+    tasks['SyntheticCodeGen']['dependentTasks'] = ['Pusher']
+  elif how == 'unknown_producer':
+    tasks['Trainer']['inputs']['artifacts']['examples']['taskOutputArtifact']['producerTask'] = 'Nope'
+  elif how == 'vertex_pipeline_job':
+    document = {'displayName': 'p', 'pipelineSpec': document, 'runtimeConfig': {}}
+  elif how == 'no_tasks':
+    document['root']['dag']['tasks'] = {}
+  return document
+
+
+@pytest.mark.parametrize('how, message', [
+    ('missing_component', 'task Trainer runs component "Trainer", which the spec does not define'),
+    ('parameter_not_constant', 'task Trainer: parameter "custom_config" is not a constant'),
+    ('cycle', 'wait on each other (a cycle)'),
+    ('unknown_producer', "wait on tasks it does not have: ['Nope']"),
+    ('vertex_pipeline_job', 'is a Vertex PipelineJob'),
+    ('no_tasks', 'the pipeline has no tasks'),
+])
+def test_cli_run_compiled_refuses_a_bad_spec_in_one_line_before_running(
+    compiled, tmp_path, capsys, how, message):
+  with open(compiled, encoding='utf-8') as f:
+    document = yaml.safe_load(f)
+  spec_path = tmp_path / f'{how}.yaml'
+  spec_path.write_text(yaml.safe_dump(_broken(document, how)))
+  root = tmp_path / 'root'
+  status = cli.main(['pipeline', 'run-compiled', str(spec_path), '--pipeline-root', str(root)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 2 and len(err) == 1, err
+  assert err[0].startswith(f'entropy-coder pipeline: error: {spec_path}: ')
+  assert message in err[0]
+  assert not root.exists()  # refused before any folder or task
+
+
+def test_cli_run_compiled_names_a_missing_or_unreadable_spec_and_a_remote_root(tmp_path, capsys):
+  not_yaml = tmp_path / 'not_yaml.yaml'
+  not_yaml.write_text('tasks: [')
+  root = str(tmp_path / 'root')
+  assert cli.main(['pipeline', 'run-compiled', str(tmp_path / 'nope.yaml'),
+                   '--pipeline-root', root]) == 2
+  assert cli.main(['pipeline', 'run-compiled', str(not_yaml), '--pipeline-root', root]) == 2
+  assert cli.main(['pipeline', 'run-compiled', str(not_yaml), '--pipeline-root', ROOT]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 3
+  assert err[0].endswith('nope.yaml: no such pipeline file')
+  assert 'not_yaml.yaml: not a YAML pipeline' in err[1]
+  assert f'--pipeline-root {ROOT}: must be a local directory' in err[2]

@@ -21,7 +21,8 @@ def register(subparsers):
       'latest Evaluator run: code length overall and per layer in bits per bit, blessed or '
       'not, and the comparison with the baseline (latest blessed) model.')
   parser.add_argument('pipeline_root', nargs='?', default=configs.DEFAULT_PIPELINE_ROOT,
-                      help=f'pipeline root of a local run (default {configs.DEFAULT_PIPELINE_ROOT})')
+                      help='pipeline root of a local run '
+                      f'(default {configs.DEFAULT_PIPELINE_ROOT})')
   parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
   parser.add_argument('--plot', metavar='PNG', help='also draw per-layer code length into PNG')
   parser.set_defaults(func=run)

@@ -14,7 +14,7 @@ from entropy_coder.errors import UserError, describe
 
 # Module names under entropy_coder.commands, in the order `--help` lists them. A module is named
 # after its command (`import-codes` -> import_codes), but `pipeline`'s is pipeline_command: a
-# module `commands/pipeline.py` would read as a twin of the pipeline/ package it drives.
+# commands module named `pipeline` would read as a twin of the pipeline/ package it drives.
 _COMMAND_MODULES = (
     'generate',
     'sample',

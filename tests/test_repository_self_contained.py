@@ -55,7 +55,8 @@ def test_no_file_cites_what_lies_outside_the_repository():
 
 def test_every_repository_path_a_text_names_exists():
   missing = []
-  for name in _tracked_texts():
+  # Test modules are left out: they name missing paths on purpose (bad-input tables).
+  for name in (n for n in _tracked_texts() if not os.path.basename(n).startswith('test_')):
     with open(os.path.join(REPO, name), encoding='utf-8') as f:
       for number, line in enumerate(f, 1):
         for path in _PATH.findall(line):

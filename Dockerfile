@@ -24,6 +24,11 @@ WORKDIR /opt/entropy-coder
 #    exactly the set the tests ran with, without resolver backtracking.
 COPY constraints.txt ./
 RUN pip install -r constraints.txt
+# 1b. GPU workers (`docker build --build-arg GPU=1 ...`): the CUDA 12 libraries of the pinned
+#     TensorFlow, as `make install GPU=1` (each nvidia-* wheel is pinned exactly by tensorflow
+#     2.16.2's own metadata, so they are not in constraints.txt, which is installed whole above).
+ARG GPU=0
+RUN if [ "$GPU" = 1 ]; then pip install -c constraints.txt 'tensorflow[and-cuda]==2.16.2'; fi
 
 # 2. The project itself (no dependency resolution: everything it needs is already pinned above).
 COPY setup.py pyproject.toml README.md ./

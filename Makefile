@@ -4,7 +4,12 @@
 PYTHON ?= $(shell pyenv prefix 3.10.13 2>/dev/null)/bin/python3.10
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make install GPU=1` adds the `gpu` extra: the CUDA 12 libraries of the pinned TensorFlow
+# (tensorflow[and-cuda]; docs/PIPELINE.md, "GPUs and multi-worker training").
+GPU ?=
+COMMA := ,
+EXTRAS := test$(if $(filter 1 yes true,$(GPU)),$(COMMA)gpu)
+STAMP := $(VENV)/.installed$(if $(filter 1 yes true,$(GPU)),-gpu)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # Extra pytest flags, e.g. `make test PYTEST_ARGS='-k codec'`.
 PYTEST_ARGS ?=
@@ -18,7 +23,7 @@ install: $(STAMP)
 $(STAMP): setup.py pyproject.toml constraints.txt
 	@test -x "$(PYTHON)" || { echo "Python 3.10 not found at '$(PYTHON)'; pass PYTHON=/path/to/python3.10" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -38,6 +38,12 @@ setuptools.setup(
         'zstandard',
         'matplotlib',
     ],
-    extras_require={'test': ['pytest', 'pytest-xdist', 'pytest-timeout', 'hypothesis']},
+    extras_require={
+        'test': ['pytest', 'pytest-xdist', 'pytest-timeout', 'hypothesis'],
+        # `make install GPU=1`: the CUDA 12 runtime wheels of the pinned TensorFlow (its Linux
+        # wheel is already built with CUDA; this extra adds the nvidia-* libraries, each pinned
+        # exactly by tensorflow 2.16.2's own metadata): several GB more; docs/PIPELINE.md.
+        'gpu': ['tensorflow[and-cuda]==2.16.2'],
+    },
     entry_points={'console_scripts': ['entropy-coder=entropy_coder.cli:main']},
 )

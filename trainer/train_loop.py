@@ -4,7 +4,9 @@ Faithful to the original's optimisation (docs/ORIGINAL.md §6): Adam with epsilo
 on purpose), learning rate lr0 * decay_rate ^ floor(step / max(samples_per_decay / batch, 1)),
 loss = mean code length over layers (bits/bit). Better than the original: a step limit, a
 seeded shuffle, an eval split, every step trains (the original's summary steps consumed a
-batch without training), checkpoints that resume exactly, and more than one GPU when present.
+batch without training), checkpoints that resume exactly, and more than one device: one GPU,
+several (MirroredStrategy), several machines (MultiWorkerMirroredStrategy when TF_CONFIG names a
+cluster), with XLA on GPU; the choice and its log line are `distribute.py`'s.
 """
 import dataclasses
 import json
@@ -19,6 +21,8 @@ import tf_keras as keras
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer import data
+from entropy_coder.trainer import distribute
+from entropy_coder.trainer.distribute import choose_strategy  # noqa: F401 (the pure choice)
 from entropy_coder.trainer.model import ProgressiveModel
 
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -46,14 +50,6 @@ def make_optimizer(train_config, variables):
   return optimizer
 
 
-def choose_strategy():
-  """MirroredStrategy over the GPUs when there are several, else the default (one device)."""
-  gpus = tf.config.list_logical_devices('GPU')
-  if len(gpus) > 1:
-    return tf.distribute.MirroredStrategy()
-  return tf.distribute.get_strategy()
-
-
 @dataclasses.dataclass
 class TrainResult:
   steps: int  # global step reached
@@ -64,25 +60,106 @@ class TrainResult:
 
 
 class Trainer:
-  """Owns the model, the optimizer, the checkpoint and the distributed train step."""
+  """Owns the model, the optimizer, the checkpoint and the distributed train step.
+
+  `strategy=None` takes this process's placement (distribute.this_process: its GPUs and
+  TF_CONFIG); `xla=None` is XLA on GPU replicas, off on CPU. Under a multi-worker strategy every
+  worker runs this same code; only the chief writes into `train_dir` (checkpoints, TensorBoard
+  logs, the run config, the export) and evaluates; the others save into temporary directories
+  that are removed (`temporary_dirs_removed` lists them).
+  """
 
   def __init__(self, model_config, train_config, train_dir, strategy=None, seed=0,
-               model_source='the model config'):
+               model_source='the model config', xla=None):
     self.model_config = model_config
     self.model_source = model_source  # how errors name the model config (e.g. its file)
     self.train_config = train_config
     self.train_dir = train_dir
-    self.strategy = strategy or choose_strategy()
+    if strategy is None:
+      placement = distribute.this_process(xla)
+      strategy, self.xla, self.placement_line = placement.strategy, placement.xla, placement.line
+    else:
+      self.xla = bool(xla) if xla is not None else any(
+          'GPU' in device.upper() for device in distribute.worker_devices(strategy))
+      self.placement_line = distribute.describe_given(strategy, self.xla)
+    self.strategy = strategy
+    self.cluster = distribute.cluster_of(strategy)
+    self._dirs = distribute.WriteDirs(self.cluster)
+    replicas = strategy.num_replicas_in_sync
+    if train_config.batch_size % replicas:
+      raise UserError(f'batch_size {train_config.batch_size} must be a multiple of the '
+                      f'{replicas} replicas ({self.placement_line}): each replica trains on an '
+                      'equal share of the global batch')
     self.seed = seed
     with self.strategy.scope():
       self.model = ProgressiveModel(model_config, seed=seed)
       self.optimizer = make_optimizer(train_config, self.model.trainable_variables)
       self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(train_dir, CHECKPOINT_SUBDIR), max_to_keep=5,
-        step_counter=self.optimizer.iterations, checkpoint_interval=None)
+    self.checkpoint_dir = os.path.join(train_dir, CHECKPOINT_SUBDIR)
+    # The chief's manager writes train_dir/checkpoints; another worker's is made per save, in
+    # a temporary directory (`_save`).
+    self.manager = self._manager(self.checkpoint_dir) if self.is_chief else None
     self._train_step = None
     self._evaluate_batch = None
+
+  @property
+  def is_chief(self):
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    return self._dirs.is_chief
+
+  @property
+  def temporary_dirs_removed(self):
+    return list(self._dirs.removed)
+
+  def _manager(self, directory):
+    return tf.train.CheckpointManager(
+        self.checkpoint, directory, max_to_keep=5, step_counter=self.optimizer.iterations,
+        checkpoint_interval=None)
+
+  def _save(self, step):
+    """Every worker saves (a save may run collective ops); only the chief's save is kept."""
+    if self.is_chief:
+      self.manager.save(checkpoint_number=step)
+      return
+    temporary = self._dirs.temporary()
+    try:
+      self._manager(os.path.join(temporary, CHECKPOINT_SUBDIR)).save(checkpoint_number=step)
+    finally:
+      self._dirs.remove(temporary)
+
+  def write_run_config(self):
+    """The configs beside the checkpoints (chief only)."""
+    if self.is_chief:
+      write_run_config(self.train_dir, self.model_config, self.train_config)
+
+  def export(self, export_dir):
+    """Exports the model directory (export.export_model) on the chief; another worker exports
+    into a temporary directory that is removed. Then all workers meet (a collective), so that
+    when any of them returns the chief's export is complete. -> export_dir, or None."""
+    from entropy_coder.trainer import export as export_lib  # pylint: disable=g-import-not-at-top
+    if self.is_chief:
+      export_lib.export_model(self.model, export_dir)
+    else:
+      temporary = self._dirs.temporary()
+      try:
+        export_lib.export_model(self.model, os.path.join(temporary, 'model'))
+      finally:
+        self._dirs.remove(temporary)
+    self.barrier()
+    return export_dir if self.is_chief else None
+
+  def barrier(self):
+    """Returns when every worker got here (an all-reduce); immediate with one worker."""
+    if self.cluster is None:
+      return
+    strategy = self.strategy
+
+    @tf.function(autograph=False)
+    def meet():
+      ones = strategy.run(lambda: tf.ones([]))
+      return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    meet()
 
   @property
   def step(self):
@@ -90,7 +167,7 @@ class Trainer:
 
   def restore(self):
     """Resumes from the newest checkpoint in train_dir, if any. Returns the step reached."""
-    latest = self.manager.latest_checkpoint
+    latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # the chief's, on every worker
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
     return self.step
@@ -100,7 +177,7 @@ class Trainer:
     strategy = self.strategy
     replicas = strategy.num_replicas_in_sync
 
-    def replica_step(bits):
+    def loss_and_gradients(bits):
       with tf.GradientTape() as tape:
         probs = self.model(2.0 * bits - 1.0, training=True)
         coded = bits[..., :tf.shape(probs)[-1]]
@@ -108,7 +185,16 @@ class Trainer:
         # Each replica holds an equal share of the global batch: scaling by 1/replicas makes
         # the all-reduced (summed) gradient that of the global batch mean.
         scaled = loss / replicas
-      grads = tape.gradient(scaled, self.model.trainable_variables)
+      return loss, tape.gradient(scaled, self.model.trainable_variables)
+
+    if self.xla:
+      # XLA compiles the forward and backward pass of one replica. The all-reduce and Adam's
+      # update stay outside: apply_gradients synchronises the replicas (merge_call), which
+      # cannot run inside a nested, compiled function.
+      loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True, autograph=False)
+
+    def replica_step(bits):
+      loss, grads = loss_and_gradients(bits)
       self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
       return loss
 
@@ -158,8 +244,10 @@ class Trainer:
     dataset, shape = data.code_dataset(train_patterns, train_config.batch_size,
                                        shuffle_seed=self.seed, repeat=True, drop_remainder=True,
                                        skip_batches=start_step)
-    distributed = iter(self.strategy.experimental_distribute_dataset(dataset))
-    writer = tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))
+    distributed = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
+    writer = (tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))
+              if self.is_chief else tf.summary.create_noop_writer())
+    progress(self.placement_line)
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     rate, last_loss = 0.0, float('nan')
     progress(f'training from step {start_step} to {steps}: batch {train_config.batch_size}, '
@@ -184,21 +272,26 @@ class Trainer:
         if eval_patterns and eval_every and step % eval_every == 0 and step < steps:
           self._log_eval(eval_patterns, step, progress)
           window_start = time.perf_counter()
-      self.manager.save(checkpoint_number=self.step)
+      self._save(self.step)  # before the final evaluation, which then saves nothing more
       eval_length, eval_layers = float('nan'), []
       if eval_patterns:
-        eval_length, eval_layers = self._log_eval(eval_patterns, self.step, progress)
+        eval_length, eval_layers = self._log_eval(eval_patterns, self.step, progress, save=False)
     writer.flush()
     return TrainResult(self.step, last_loss, eval_length, eval_layers, rate)
 
-  def _log_eval(self, eval_patterns, step, progress):
-    length, per_layer = self.evaluate(eval_patterns)
-    tf.summary.scalar('eval/code_length', length, step=step)
-    for k, value in enumerate(per_layer):
-      tf.summary.scalar(f'eval/code_length_layer_{k:02d}', value, step=step)
-    progress(f'step {step}: eval code length {length:.4f} bits/bit '
-             f'(per layer {", ".join(f"{v:.4f}" for v in per_layer)})')
-    self.manager.save(checkpoint_number=step)
+  def _log_eval(self, eval_patterns, step, progress, save=True):
+    """The chief evaluates (the other workers would compute the same figures) and logs; every
+    worker then saves (unless `save` is False)."""
+    length, per_layer = float('nan'), []
+    if self.is_chief:
+      length, per_layer = self.evaluate(eval_patterns)
+      tf.summary.scalar('eval/code_length', length, step=step)
+      for k, value in enumerate(per_layer):
+        tf.summary.scalar(f'eval/code_length_layer_{k:02d}', value, step=step)
+      progress(f'step {step}: eval code length {length:.4f} bits/bit '
+               f'(per layer {", ".join(f"{v:.4f}" for v in per_layer)})')
+    if save:
+      self._save(step)
     return length, per_layer
 
 
@@ -215,6 +308,21 @@ def check_data(model_config, train_patterns, eval_patterns=None, model_source='t
     model_config.coded_depth(first_shape[-1], files[0], model_source)
     shape = shape or tuple(first_shape)
   return shape
+
+
+def _shard_by_data(dataset):
+  """Each worker reads every record and keeps its own share of each global batch.
+
+  TF's default (AUTO) would shard by FILE when there are at least as many files as workers:
+  each worker would then shuffle its own files, and the training would depend on the worker
+  count. By DATA, every worker builds the same seeded global batches and
+  experimental_distribute_dataset hands replica r its r-th equal slice of each, so N workers
+  train on exactly the batches one process trains on (the cost: each worker reads and parses
+  all records; the model's compute, by far the larger part, is what is split).
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
 
 
 def _next_batch(distributed, patterns, step):
@@ -242,8 +350,9 @@ def _print_progress(line):
 
 
 def write_run_config(train_dir, model_config, train_config):
-  """Like the original's chief, keep the configs beside the checkpoints."""
-  os.makedirs(train_dir, exist_ok=True)
+  """Like the original's chief, keep the configs beside the checkpoints. Through tf.io.gfile,
+  as the checkpoints: a TFX model_run_dir on Vertex is a gs:// URI."""
+  tf.io.gfile.makedirs(train_dir)
   for name, config in (('model_config.json', model_config), ('train_config.json', train_config)):
-    with open(os.path.join(train_dir, name), 'w', encoding='utf-8') as f:
-      json.dump(config.to_dict(), f, indent=2)
+    with tf.io.gfile.GFile(os.path.join(train_dir, name), 'w') as f:
+      f.write(json.dumps(config.to_dict(), indent=2))

@@ -21,6 +21,8 @@ def register(subparsers):
   parser.add_argument('--log-every', type=int, default=100, help='progress line every N steps (N >= 1)')
   parser.add_argument('--eval-every', type=int, default=0, help='evaluate every N steps (0: only at the end)')
   parser.add_argument('--seed', type=int, default=0, help='initialisation and shuffle seed')
+  parser.add_argument('--xla', choices=('auto', 'on', 'off'), default='auto',
+                      help='XLA-compile the training step (auto: on when training on GPUs, off on CPU)')
   parser.set_defaults(func=run)
 
 
@@ -81,18 +83,27 @@ def run(args):
   train_config = config_lib.load_train_config(args.train_config)
   _check_flags(args)
   train_patterns, eval_patterns = _training_files(args)
+  from entropy_coder.trainer import distribute, train_loop  # pylint: disable=g-import-not-at-top
+  xla = {'auto': None, 'on': True, 'off': False}[args.xla]
+  # The devices and strategy first: under TF_CONFIG (several workers) the strategy must be
+  # built before any other TF op. The Trainer below takes the same one.
+  distribute.this_process(xla)
   # Everything is checked before the first step: a bad input fails now, in one line, with
   # nothing written (not after training, with the export skipped).
-  from entropy_coder.trainer import export, train_loop  # pylint: disable=g-import-not-at-top
   train_loop.check_data(model_config, train_patterns, eval_patterns, args.model_config)
   model_dir = os.path.join(args.train_dir, model_files.TRAIN_MODEL_SUBDIR)  # the export
   _prepare_train_dir(args.train_dir, model_dir)
-  train_loop.write_run_config(args.train_dir, model_config, train_config)
   trainer = train_loop.Trainer(model_config, train_config, args.train_dir, seed=args.seed,
-                               model_source=args.model_config)
+                               model_source=args.model_config, xla=xla)
+  trainer.write_run_config()  # the chief's alone, like every write below
   result = trainer.fit(train_patterns, args.steps, eval_patterns=eval_patterns,
                        log_every=args.log_every, eval_every=args.eval_every)
-  export.export_model(trainer.model, model_dir)
+  trainer.export(model_dir)
+  if not trainer.is_chief:  # a non-chief worker of a TF_CONFIG cluster: nothing of its own
+    print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit; '
+          f'{trainer.cluster.role()}: the chief wrote the checkpoints and the model '
+          f'({len(trainer.temporary_dirs_removed)} temporary save(s) of this worker removed)')
+    return
   print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit'
         + (f', eval {result.eval_code_length:.4f} bits/bit' if eval_patterns else ''))
   print(f'model exported to {model_dir}')

@@ -1,12 +1,12 @@
 """compress() and decompress(): lists of binary codes <-> one compressed file, step for step.
 
     compress                                   decompress
-    check codes against the model              parse + check header, CRCs, sizes (bitstream)
-    group equal shapes into chunks             check model fingerprint / layer_depth / flags
+    check codes against the model              parse + check header, sizes, work (bitstream)
+    group equal shapes into chunks             check model fingerprint / flags / depths
     per chunk (threads): ChunkCoder.encode     per chunk (threads): ChunkCoder.decode
       (the known bits feed each pixel step)      (each pixel step's bits decoded from the stream)
       layer done: range-encode the layer         ... and check the stream was used up
-    per-sample CRC32, pack the file            per-sample CRC32 check, restore the input order
+    CRC32 per chunk, pack the file             CRC32 check per chunk, restore the input order
 
 Both directions make the same per-pixel engine calls (engine.ChunkCoder); see engine.py for
 why that matters. Chunks are independent streams, coded in parallel threads (the numba kernels
@@ -35,6 +35,8 @@ MAX_CHUNK_SAMPLES = 256
 MAX_CHUNK_BITS = 1 << 23
 # Groups of at least twice this many codes are split into two or more chunks.
 MIN_SPLIT_SAMPLES = 32
+# The container version compress writes (bitstream.pack; 1: bitstream.pack_v1, for old readers).
+DEFAULT_FORMAT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,32 +190,49 @@ def _run_parallel(jobs, threads):
 
 
 def compress_with_stats(codes, model_files, progress=None, source_format=bitstream.SOURCE_API,
-                        source_layer_depth=0, threads=None, theory=True):
+                        source_layer_depth=0, threads=None, theory=True, format_version=None):
   """list of uint8 [H, W, D] codes -> (compressed bytes, CodingStats).
 
   theory=False skips the theoretical code length (stats.theoretical_bits = 0), ~5% faster.
+  source_layer_depth: the input .npz's layer_depth (source_format SOURCE_NPZ), restored by
+  decompress. format_version: the container to write (default DEFAULT_FORMAT_VERSION; 1 is the
+  layout before version 2, for readers that predate it); the streams are the same in both.
   """
+  format_version = format_version or DEFAULT_FORMAT_VERSION
+  if format_version not in bitstream.READ_VERSIONS:
+    raise ValueError(f'format_version must be one of {bitstream.READ_VERSIONS}')
   net = build_network(model_files)
   checked = [_check_code(code, index, net) for index, code in enumerate(codes)]
   plan = plan_chunks([code.shape for code in checked])
   counter = _Progress(progress, sum(code.size for code in checked))
-  jobs = [lambda indices=indices: _encode_chunk(net, np.stack([checked[i] for i in indices]),
-                                                counter, theory)
-          for _, indices in plan]
-  results = _run_parallel(jobs, threads)
-  chunks, sample_index, sample_crc = [], [], []
-  for (shape, indices), (payload, _) in zip(plan, results):
+
+  def job(indices):
+    batch = np.stack([checked[i] for i in indices])
+    payload, ideal = _encode_chunk(net, batch, counter, theory)
+    return payload, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
+
+  results = _run_parallel([lambda indices=indices: job(indices) for _, indices in plan], threads)
+  chunks, sample_index = [], []
+  for (shape, indices), (payload, _, _) in zip(plan, results):
     chunks.append(bitstream.Chunk(*shape, len(indices), len(payload)))
     sample_index += indices
-    sample_crc += [packed_crc(checked[i]) for i in indices]
-  data = bitstream.pack(
-      dict(coder_id=bitstream.CODER_ID, channel_causal=net.channel_causal,
-           layer_depth=net.layer_depth, source_format=source_format,
-           source_layer_depth=source_layer_depth, fingerprint=net.fingerprint),
-      chunks, sample_index, sample_crc, [payload for payload, _ in results])
+  payloads = [payload for payload, _, _ in results]
+  fields = dict(coder_id=bitstream.CODER_ID, channel_causal=net.channel_causal,
+                source_format=source_format, fingerprint=net.fingerprint)
+  if format_version == 1:
+    data = bitstream.pack_v1(dict(fields, layer_depth=net.layer_depth,
+                                  source_layer_depth=source_layer_depth),
+                             chunks, sample_index, [packed_crc(checked[i]) for i in sample_index],
+                             payloads)
+  else:
+    # Stored only when it says something: a .npz whose layer_depth is not the model's.
+    stored = (source_layer_depth if source_format == bitstream.SOURCE_NPZ
+              and source_layer_depth not in (0, net.layer_depth) else 0)
+    data = bitstream.pack(dict(fields, source_layer_depth=stored), chunks, sample_index,
+                          [bits for _, _, bits in results], payloads)
   stats = CodingStats(samples=len(checked), code_bits=sum(code.size for code in checked),
-                      theoretical_bits=sum(ideal for _, ideal in results),
-                      payload_bytes=sum(len(payload) for payload, _ in results), file_bytes=len(data))
+                      theoretical_bits=sum(ideal for _, ideal, _ in results),
+                      payload_bytes=sum(len(payload) for payload in payloads), file_bytes=len(data))
   return data, stats
 
 
@@ -236,11 +255,13 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
   data = bytes(data)
   header = bitstream.parse(data, source)
   net = build_network(model_files)
-  if header.fingerprint != net.fingerprint:
+  if not header.model_matches(net.fingerprint):
+    shown = min(12, len(header.fingerprint))
     raise UserError(describe(source, f'was compressed with a different model (fingerprint '
-                             f'{header.fingerprint[:12]}…, this model is {net.fingerprint[:12]}…); '
+                             f'{header.fingerprint[:shown]}…, this model is {net.fingerprint[:shown]}…); '
                              'decode it with the model that encoded it'))
-  if header.layer_depth != net.layer_depth or header.channel_causal != net.channel_causal:
+  if ((header.layer_depth and header.layer_depth != net.layer_depth)
+      or header.channel_causal != net.channel_causal):
     raise UserError(describe(source, 'header layer_depth / channel_causal do not match the model'))
   for chunk in header.chunks:
     net.layers_of(chunk.depth, source)
@@ -252,13 +273,11 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
           _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory)
           for i, (chunk, payload) in enumerate(zip(header.chunks, payloads))]
   results = _run_parallel(jobs, threads)
+  bitstream.verify_decoded(header, [chunk_codes for chunk_codes, _ in results], source)
   codes = [None] * header.sample_count
   position = 0
-  for codes_chunk, _ in results:
-    for code in codes_chunk:
-      if packed_crc(code) != header.sample_crc[position]:
-        raise UserError(describe(source, f'sample {header.sample_index[position]} failed its CRC32 '
-                                 'check after decoding (damaged file or wrong model)'))
+  for chunk_codes, _ in results:
+    for code in chunk_codes:
       codes[header.sample_index[position]] = code
       position += 1
   stats = CodingStats(samples=header.sample_count, code_bits=sum(code.size for code in codes),

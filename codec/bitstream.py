@@ -1,36 +1,53 @@
-"""The compressed file container: header, chunk and sample tables, payload (docs/FORMAT.md).
+"""The compressed file container (docs/FORMAT.md): version 2 written, versions 1 and 2 read.
 
-    fixed header  (72 bytes, little-endian)
-      magic 8s  version H  coder_id B  flags B  layer_depth H  source_layer_depth H
-      source_format B  (3 zero bytes)  sample_count I  chunk_count I  payload_crc32 I
-      payload_size Q  model_fingerprint 32s
-    chunk table   chunk_count x (height I, width I, depth I, samples I, payload_bytes Q)
-    sample CRCs   sample_count x crc32 of np.packbits(code) I, in coding order
-    sample order  sample_count x original_index I, in coding order -- only with FLAG_SAMPLE_ORDER
-                  (absent when the coding order is the input order, e.g. all codes of one shape)
-    header_crc32  I   over everything above
+Version 2 (little-endian; varint = unsigned LEB128, shortest form):
+
+    magic '\\x89NEC' 4s  version B (= 2)  coder_id B  flags B  model fingerprint, first 4 bytes 4s
+    [source_layer_depth varint]           only with FLAG_SOURCE_LAYER_DEPTH
+    [chunk_count varint]                  absent with FLAG_ONE_CODE (one chunk of one code)
+    chunk table   per chunk: height, width, depth, [samples: absent with FLAG_ONE_CODE],
+                  payload_words (the stream's length in 4-byte words), all varints
+    [sample order] per coded sample its index in the input, varints; only with FLAG_SAMPLE_ORDER
+    chunk CRCs    per chunk u32: the running CRC32 of (everything above) + np.packbits of the
+                  chunks' [samples, H, W, D] codes, chunks 0..i in order
+    header_check  u8: CRC-8/SMBUS (polynomial 0x07, `crc8`) of everything above
     payload       the chunks' range-coder streams, back to back
 
-Everything is checked before any decoding starts: magic, version, coder, both CRCs, exact file
-length, table consistency and a bound on the work (`max_code_bits`: code bits per payload bit),
-so a damaged or hostile file gives one clear UserError and never a hang, an absurd allocation or
-a silently wrong result: decoding a file of N bytes costs work and memory proportional to N.
+One code costs 21 bytes beside its stream (a 22x48x16 code; at most 24 while height and width
+are below 16384, depth below 128 and the stream below 8 MB). Everything is checked before any
+decoding starts: magic, version, the header check, coder, exact file length, table consistency
+and a bound on the work (`max_code_bits`: code bits per payload bit), so a damaged or hostile
+file gives one clear UserError and never a hang or an absurd allocation: decoding a file of N
+bytes costs work and memory proportional to N. After decoding, each chunk's CRC32 (which covers
+the header, the shapes and the bits) stands between a damaged file or another decoder and a
+wrong code: `verify_decoded`.
+
+Version 1 (72-byte fixed header, 32-byte fingerprint, a CRC32 per code, of the header and of the
+payload) is read by `_parse_v1`; `pack_v1` still writes it, for tests and old readers.
 """
 import dataclasses
 import math
 import struct
 import zlib
 
+import numpy as np
+
 from entropy_coder.errors import UserError, describe
 
-MAGIC = b'\x89NEC\r\n\x1a\n'   # 'NEC' = neural entropy coder; \r\n, \x1a catch text-mode mangling
-VERSION = 1
+MAGIC = b'\x89NEC'               # 'NEC' = neural entropy coder; \x89 catches 7-bit transfers
+VERSION = 2
+READ_VERSIONS = (1, 2)
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
 # q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py).
 CODER_ID = 1
-FLAG_CHANNEL_CAUSAL = 1
-FLAG_SAMPLE_ORDER = 2
-_KNOWN_FLAGS = FLAG_CHANNEL_CAUSAL | FLAG_SAMPLE_ORDER
+
+FLAG_CHANNEL_CAUSAL = 0x01
+FLAG_SAMPLE_ORDER = 0x02
+SOURCE_SHIFT = 2                 # flags bits 2-3: source_format
+SOURCE_MASK = 0x0C
+FLAG_SOURCE_LAYER_DEPTH = 0x10   # v2: the input .npz's layer_depth is stored (it differs from the model's)
+FLAG_ONE_CODE = 0x20             # v2: one chunk of one code; no chunk count, no sample count
+_KNOWN_FLAGS = 0x3F
 
 SOURCE_API = 0
 SOURCE_NPZ = 1
@@ -39,11 +56,21 @@ SOURCE_TFRECORD_GZIP = 3
 SOURCE_NAMES = {SOURCE_API: 'api', SOURCE_NPZ: 'npz', SOURCE_TFRECORD: 'tfrecord',
                 SOURCE_TFRECORD_GZIP: 'tfrecord-gzip'}
 
-FIXED_HEADER = struct.Struct('<8sHBBHHB3xIIIQ32s')
-CHUNK_ENTRY = struct.Struct('<IIIIQ')
-SAMPLE_ENTRY = struct.Struct('<I')
-CRC = struct.Struct('<I')
-PAYLOAD_CRC_OFFSET = 28
+HEAD = struct.Struct('<4sBBB4s')          # v2: magic, version, coder_id, flags, fingerprint prefix
+FINGERPRINT_BYTES = 4
+CHUNK_CRC = struct.Struct('<I')
+HEADER_CHECK = struct.Struct('<B')
+_MAX_VARINT_BYTES = 10                    # 64 bits
+
+# Version 1 (read, and written by pack_v1 only).
+V1_MAGIC = b'\x89NEC\r\n\x1a\n'           # \r\n, \x1a catch text-mode mangling
+V1_FIXED_HEADER = struct.Struct('<8sHBBHHB3xIIIQ32s')
+V1_CHUNK_ENTRY = struct.Struct('<IIIIQ')
+V1_SAMPLE_ENTRY = struct.Struct('<I')
+V1_CRC = struct.Struct('<I')
+V1_PAYLOAD_CRC_OFFSET = 28
+_V1_KNOWN_FLAGS = FLAG_CHANNEL_CAUSAL | FLAG_SAMPLE_ORDER
+
 # Limits that no real file reaches; they stop a damaged or hostile header from asking for
 # absurd memory or time.
 MAX_DIM = 1 << 16
@@ -103,17 +130,19 @@ class Chunk:
 
 @dataclasses.dataclass(frozen=True)
 class Header:
+  version: int
   coder_id: int
   channel_causal: bool
-  layer_depth: int
+  layer_depth: int             # the model's (v1); 0 in v2, which leaves it to the fingerprint
   source_format: int
-  source_layer_depth: int
-  fingerprint: str             # hex
+  source_layer_depth: int      # the input .npz's; 0: not recorded (v2: the model's layer_depth)
+  fingerprint: str             # hex: the model's whole fingerprint (v1) or its first 4 bytes (v2)
   chunks: tuple                # Chunk, in coding order
   sample_index: tuple          # original position of each coded sample, in coding order
-  sample_crc: tuple            # crc32 of np.packbits(code) of each coded sample
-  payload_crc: int
-  header_size: int
+  sample_crc: tuple            # v1: crc32 of np.packbits(code) of each coded sample; v2: ()
+  chunk_crc: tuple             # v2: running CRC32 after each chunk; v1: ()
+  crc_seed: int                # v2: CRC32 of the header bytes the chunk CRCs start from
+  header_size: int             # offset of the payload
 
   @property
   def sample_count(self):
@@ -129,23 +158,119 @@ class Header:
     max_code_bits over its chunks."""
     return sum(chunk.code_bits for chunk in self.chunks)
 
+  @property
+  def crc_checks(self):
+    """How many CRC32 checks decoding makes: one per code (v1), one per chunk (v2)."""
+    return len(self.sample_crc) if self.version == 1 else len(self.chunk_crc)
 
-def pack(header_fields, chunks, sample_index, sample_crc, payloads):
-  """-> the complete file bytes. header_fields: dict of the Header scalars (no tables)."""
+  def model_matches(self, fingerprint):
+    """Whether the model with this (hex) fingerprint is the one the file names."""
+    return fingerprint[:len(self.fingerprint)] == self.fingerprint
+
+
+def _crc8_table():
+  table = []
+  for byte in range(256):
+    crc = byte
+    for _ in range(8):
+      crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    table.append(crc)
+  return bytes(table)
+
+
+_CRC8_TABLE = _crc8_table()
+
+
+def crc8(data):
+  """CRC-8/SMBUS: polynomial x^8 + x^2 + x + 1 (0x07), initial value 0, MSB first, no final xor
+  (check value of b'123456789': 0xF4). It detects every error of an odd number of bits, every
+  burst of up to 8 bits and every 2-bit error less than 127 bits apart; 255 in 256 of the rest."""
+  crc = 0
+  for byte in data:
+    crc = _CRC8_TABLE[crc ^ byte]
+  return crc
+
+
+def varint(value):
+  """Unsigned LEB128, shortest form."""
+  out = bytearray()
+  while value >= 0x80:
+    out.append((value & 0x7F) | 0x80)
+    value >>= 7
+  out.append(value)
+  return bytes(out)
+
+
+def packed_bits(codes):
+  """np.packbits (MSB first) of a code or of a chunk's [samples, H, W, D] codes in C order."""
+  return np.packbits(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)).tobytes()
+
+
+def _flags(fields, reordered, one_code, source_layer_depth):
+  return ((FLAG_CHANNEL_CAUSAL if fields['channel_causal'] else 0)
+          | (FLAG_SAMPLE_ORDER if reordered else 0)
+          | (fields['source_format'] << SOURCE_SHIFT)
+          | (FLAG_SOURCE_LAYER_DEPTH if source_layer_depth else 0)
+          | (FLAG_ONE_CODE if one_code else 0))
+
+
+def pack(header_fields, chunks, sample_index, chunk_bits, payloads):
+  """-> the complete version-2 file bytes.
+
+  header_fields: dict with coder_id, channel_causal, source_format, source_layer_depth (0: not
+  stored; give it only for a .npz whose layer_depth differs from the model's) and fingerprint
+  (hex; its first 4 bytes are stored). chunk_bits: per chunk, `packed_bits` of its codes in coding
+  order. payloads: per chunk, its stream (a multiple of 4 bytes, as its Chunk says).
+  """
+  sample_index = list(sample_index)
+  reordered = sample_index != list(range(len(sample_index)))
+  one_code = len(chunks) == 1 and chunks[0].samples == 1
+  source_layer_depth = header_fields['source_layer_depth']
+  if source_layer_depth and header_fields['source_format'] != SOURCE_NPZ:
+    raise ValueError('source_layer_depth is stored for .npz sources only')
+  head = bytearray(HEAD.pack(MAGIC, VERSION, header_fields['coder_id'],
+                             _flags(header_fields, reordered, one_code, source_layer_depth),
+                             bytes.fromhex(header_fields['fingerprint'])[:FINGERPRINT_BYTES]))
+  if source_layer_depth:
+    head += varint(source_layer_depth)
+  if not one_code:
+    head += varint(len(chunks))
+  for chunk, payload in zip(chunks, payloads, strict=True):
+    if chunk.payload_bytes != len(payload) or len(payload) % 4 or not payload:
+      raise ValueError(f'chunk {chunk} does not match its stream of {len(payload)} bytes')
+    head += varint(chunk.height) + varint(chunk.width) + varint(chunk.depth)
+    if not one_code:
+      head += varint(chunk.samples)
+    head += varint(chunk.payload_bytes // 4)
+  if reordered:
+    head += b''.join(varint(i) for i in sample_index)
+  crc = zlib.crc32(head)
+  for bits in chunk_bits:
+    crc = zlib.crc32(bits, crc)
+    head += CHUNK_CRC.pack(crc)
+  head += HEADER_CHECK.pack(crc8(head))
+  return bytes(head) + b''.join(payloads)
+
+
+def pack_v1(header_fields, chunks, sample_index, sample_crc, payloads):
+  """-> a version-1 file (the layout before version 2). header_fields: as `pack`, plus the
+  model's layer_depth and the whole fingerprint; sample_crc: crc32 of each code's packed bits."""
   payload = b''.join(payloads)
   reordered = list(sample_index) != list(range(len(sample_index)))
   flags = ((FLAG_CHANNEL_CAUSAL if header_fields['channel_causal'] else 0)
            | (FLAG_SAMPLE_ORDER if reordered else 0))
-  head = FIXED_HEADER.pack(MAGIC, VERSION, header_fields['coder_id'], flags,
-                           header_fields['layer_depth'], header_fields['source_layer_depth'],
-                           header_fields['source_format'], len(sample_index), len(chunks),
-                           zlib.crc32(payload), len(payload), bytes.fromhex(header_fields['fingerprint']))
-  tables = b''.join(CHUNK_ENTRY.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes) for c in chunks)
-  tables += b''.join(SAMPLE_ENTRY.pack(crc) for crc in sample_crc)
+  head = V1_FIXED_HEADER.pack(V1_MAGIC, 1, header_fields['coder_id'], flags,
+                              header_fields['layer_depth'], header_fields['source_layer_depth'],
+                              header_fields['source_format'], len(sample_index), len(chunks),
+                              zlib.crc32(payload), len(payload),
+                              bytes.fromhex(header_fields['fingerprint']))
+  tables = b''.join(V1_CHUNK_ENTRY.pack(c.height, c.width, c.depth, c.samples, c.payload_bytes)
+                    for c in chunks)
+  tables += b''.join(V1_SAMPLE_ENTRY.pack(crc) for crc in sample_crc)
   if reordered:
-    tables += b''.join(SAMPLE_ENTRY.pack(i) for i in sample_index)
+    tables += b''.join(V1_SAMPLE_ENTRY.pack(i) for i in sample_index)
   head += tables
-  return head + CRC.pack(zlib.crc32(head)) + payload
+  return head + V1_CRC.pack(zlib.crc32(head)) + payload
 
 
 def parse(data, source):
@@ -153,43 +278,157 @@ def parse(data, source):
   def fail(problem):
     raise UserError(describe(source, problem))
 
-  if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+  if data[:len(V1_MAGIC)] == V1_MAGIC:
+    return _parse_v1(data, fail)
+  if data and (MAGIC.startswith(data) or V1_MAGIC.startswith(data)):
+    fail(f'truncated: {len(data)} bytes, shorter than the magic and version')
+  if data[:len(MAGIC)] != MAGIC:
     fail('not an entropy-coder compressed file (wrong magic)')
-  if len(data) < FIXED_HEADER.size + CRC.size:
-    fail(f'truncated: {len(data)} bytes, shorter than the {FIXED_HEADER.size}-byte header')
-  (_, version, coder_id, flags, layer_depth, source_layer_depth, source_format, sample_count,
-   chunk_count, payload_crc, payload_size, fingerprint) = FIXED_HEADER.unpack_from(data, 0)
+  version = data[len(MAGIC)]  # version 1 files begin with V1_MAGIC instead
   if version != VERSION:
-    fail(f'compressed-file version {version} is not supported (this build reads version {VERSION})')
+    fail(f'compressed-file version {version} is not supported (this build reads versions '
+         f'{", ".join(map(str, READ_VERSIONS))})')
+  return _parse_v2(data, fail)
+
+
+class _Reader:
+  """Reads varints from data[offset:], never past its end: running out is 'truncated'."""
+
+  def __init__(self, data, offset, fail):
+    self.data, self.offset, self._fail = data, offset, fail
+
+  def truncated(self):
+    self._fail(f'truncated: {len(self.data)} bytes end inside the header')
+
+  def need(self, count):
+    if self.offset + count > len(self.data):
+      self.truncated()
+
+  def varint(self):
+    data, value, shift = self.data, 0, 0
+    for _ in range(_MAX_VARINT_BYTES):
+      if self.offset >= len(data):
+        self.truncated()
+      byte = data[self.offset]
+      self.offset += 1
+      value |= (byte & 0x7F) << shift
+      if byte < 0x80:
+        if byte == 0 and shift:
+          self._fail('corrupt header (a number not in its shortest form)')
+        return value
+      shift += 7
+    self._fail('corrupt header (a number longer than 64 bits)')
+
+
+def _parse_v2(data, fail):
+  if len(data) < HEAD.size:
+    fail(f'truncated: {len(data)} bytes, shorter than the {HEAD.size}-byte start of the header')
+  _, version, coder_id, flags, fingerprint = HEAD.unpack_from(data, 0)
+  one_code = bool(flags & FLAG_ONE_CODE)
+  # Structure first (where the header ends), reading only bytes that exist and looping only as
+  # often as the bytes left allow; the header check, then the meaning of the fields.
+  reader = _Reader(data, HEAD.size, fail)
+  source_layer_depth = reader.varint() if flags & FLAG_SOURCE_LAYER_DEPTH else 0
+  chunk_count = 1 if one_code else reader.varint()
+  # Each chunk needs at least 4 (one code) or 5 table bytes, 4 CRC bytes and a 4-byte stream.
+  reader.need(chunk_count * (12 if one_code else 13) + HEADER_CHECK.size)
+  entries = []
+  for _ in range(chunk_count):
+    height, width, depth = reader.varint(), reader.varint(), reader.varint()
+    samples = 1 if one_code else reader.varint()
+    entries.append((height, width, depth, samples, reader.varint()))
+  sample_count = sum(entry[3] for entry in entries)
+  index = None
+  if flags & FLAG_SAMPLE_ORDER:
+    reader.need(sample_count)  # at least one byte each
+    index = [reader.varint() for _ in range(sample_count)]
+  tables_end = reader.offset
+  reader.need(CHUNK_CRC.size * chunk_count + HEADER_CHECK.size)
+  check_at = tables_end + CHUNK_CRC.size * chunk_count
+  (check,) = HEADER_CHECK.unpack_from(data, check_at)
+  if crc8(memoryview(data)[:check_at]) != check:
+    fail('corrupt header (header check mismatch)')
   if coder_id != CODER_ID:
     fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
-  if chunk_count > sample_count or sample_count > MAX_SAMPLES:
-    fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
-  sample_tables = 2 if flags & FLAG_SAMPLE_ORDER else 1
-  header_size = (FIXED_HEADER.size + chunk_count * CHUNK_ENTRY.size
-                 + sample_tables * sample_count * SAMPLE_ENTRY.size)
-  if len(data) < header_size + CRC.size:
-    fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + CRC.size}')
-  (header_crc,) = CRC.unpack_from(data, header_size)
-  if zlib.crc32(data[:header_size]) != header_crc:
-    fail('corrupt header (CRC32 mismatch)')
-  if flags & ~_KNOWN_FLAGS or source_format not in SOURCE_NAMES or layer_depth < 1:
-    fail('corrupt header (invalid flags, source format or layer_depth)')
-  payload_start = header_size + CRC.size
-  if len(data) != payload_start + payload_size:
-    what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
-    fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
-  if zlib.crc32(data[payload_start:]) != payload_crc:
-    fail('corrupt payload (CRC32 mismatch)')
+  source_format = (flags & SOURCE_MASK) >> SOURCE_SHIFT
+  if (flags & ~_KNOWN_FLAGS
+      or (one_code and flags & FLAG_SAMPLE_ORDER)
+      or (flags & FLAG_SOURCE_LAYER_DEPTH
+          and (source_format != SOURCE_NPZ or not 1 <= source_layer_depth <= MAX_DIM))):
+    fail('corrupt header (invalid flags, source format or source layer_depth)')
+  if sample_count > MAX_SAMPLES:
+    fail(f'corrupt header ({sample_count} samples)')
 
   # The chunk table, all of it before anything is decoded: shapes, sizes that add up to the
   # payload (streams are back to back, so none can overlap another or reach past the end), and
   # the work bound on every chunk, hence on the whole file's declared output.
   chunks = []
-  offset = FIXED_HEADER.size
+  for height, width, depth, samples, words in entries:
+    chunk = Chunk(height, width, depth, samples, 4 * words)
+    if (min(height, width, depth, samples, words) < 1
+        or max(height, width, depth) > MAX_DIM):
+      fail(f'corrupt chunk table entry {chunk}')  # every stream holds at least one word
+    chunks.append(chunk)
+  payload_start = check_at + HEADER_CHECK.size
+  payload_size = sum(chunk.payload_bytes for chunk in chunks)
+  if len(data) != payload_start + payload_size:
+    what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
+    fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
+  _check_work(chunks, fail)
+  if index is None:
+    index = list(range(sample_count))
+  elif sorted(index) != list(range(sample_count)):
+    fail('corrupt header (sample order is not a permutation)')
+  chunk_crc = tuple(CHUNK_CRC.unpack_from(data, tables_end + CHUNK_CRC.size * i)[0]
+                    for i in range(chunk_count))
+  return Header(version=version, coder_id=coder_id, channel_causal=bool(flags & FLAG_CHANNEL_CAUSAL),
+                layer_depth=0, source_format=source_format, source_layer_depth=source_layer_depth,
+                fingerprint=fingerprint.hex(), chunks=tuple(chunks), sample_index=tuple(index),
+                sample_crc=(), chunk_crc=chunk_crc, crc_seed=zlib.crc32(data[:tables_end]),
+                header_size=payload_start)
+
+
+def _check_work(chunks, fail):
+  for i, chunk in enumerate(chunks):
+    if chunk.code_bits > max_code_bits(chunk.payload_bytes):
+      fail(f'corrupt chunk table: chunk {i} declares {chunk.code_bits} code bits, which cannot '
+           f'come from {chunk.payload_bytes} bytes (at most {max_code_bits(chunk.payload_bytes)})')
+
+
+def _parse_v1(data, fail):
+  """The version-1 layout (docs/FORMAT.md, "Version 1"), checked as before version 2."""
+  if len(data) < V1_FIXED_HEADER.size + V1_CRC.size:
+    fail(f'truncated: {len(data)} bytes, shorter than the {V1_FIXED_HEADER.size}-byte header')
+  (_, version, coder_id, flags, layer_depth, source_layer_depth, source_format, sample_count,
+   chunk_count, payload_crc, payload_size, fingerprint) = V1_FIXED_HEADER.unpack_from(data, 0)
+  if version != 1:
+    fail(f'compressed-file version {version} is not supported (this build reads versions '
+         f'{", ".join(map(str, READ_VERSIONS))})')
+  if coder_id != CODER_ID:
+    fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
+  if chunk_count > sample_count or sample_count > MAX_SAMPLES:
+    fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
+  sample_tables = 2 if flags & FLAG_SAMPLE_ORDER else 1
+  header_size = (V1_FIXED_HEADER.size + chunk_count * V1_CHUNK_ENTRY.size
+                 + sample_tables * sample_count * V1_SAMPLE_ENTRY.size)
+  if len(data) < header_size + V1_CRC.size:
+    fail(f'truncated: {len(data)} bytes, the header alone needs {header_size + V1_CRC.size}')
+  (header_crc,) = V1_CRC.unpack_from(data, header_size)
+  if zlib.crc32(data[:header_size]) != header_crc:
+    fail('corrupt header (CRC32 mismatch)')
+  if flags & ~_V1_KNOWN_FLAGS or source_format not in SOURCE_NAMES or layer_depth < 1:
+    fail('corrupt header (invalid flags, source format or layer_depth)')
+  payload_start = header_size + V1_CRC.size
+  if len(data) != payload_start + payload_size:
+    what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
+    fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
+  if zlib.crc32(data[payload_start:]) != payload_crc:
+    fail('corrupt payload (CRC32 mismatch)')
+  chunks = []
+  offset = V1_FIXED_HEADER.size
   for _ in range(chunk_count):
-    chunk = Chunk(*CHUNK_ENTRY.unpack_from(data, offset))
-    offset += CHUNK_ENTRY.size
+    chunk = Chunk(*V1_CHUNK_ENTRY.unpack_from(data, offset))
+    offset += V1_CHUNK_ENTRY.size
     if (min(chunk.height, chunk.width, chunk.depth, chunk.samples) < 1
         or max(chunk.height, chunk.width) > MAX_DIM or chunk.depth > MAX_DIM
         or chunk.depth % layer_depth or chunk.payload_bytes % 4 or chunk.payload_bytes == 0):
@@ -197,22 +436,42 @@ def parse(data, source):
     chunks.append(chunk)
   if sum(c.samples for c in chunks) != sample_count or sum(c.payload_bytes for c in chunks) != payload_size:
     fail('corrupt header (chunk table does not add up)')
-  for i, chunk in enumerate(chunks):
-    if chunk.code_bits > max_code_bits(chunk.payload_bytes):
-      fail(f'corrupt chunk table: chunk {i} declares {chunk.code_bits} code bits, which cannot '
-           f'come from {chunk.payload_bytes} bytes (at most {max_code_bits(chunk.payload_bytes)})')
-  crcs = [SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
+  _check_work(chunks, fail)
+  crcs = [V1_SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
   offset += 4 * sample_count
   index = list(range(sample_count))
   if flags & FLAG_SAMPLE_ORDER:
-    index = [SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
+    index = [V1_SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
     if sorted(index) != list(range(sample_count)):
       fail('corrupt header (sample order is not a permutation)')
-  return Header(coder_id=coder_id, channel_causal=bool(flags & FLAG_CHANNEL_CAUSAL),
+  return Header(version=1, coder_id=coder_id, channel_causal=bool(flags & FLAG_CHANNEL_CAUSAL),
                 layer_depth=layer_depth, source_format=source_format,
                 source_layer_depth=source_layer_depth, fingerprint=fingerprint.hex(),
                 chunks=tuple(chunks), sample_index=tuple(index), sample_crc=tuple(crcs),
-                payload_crc=payload_crc, header_size=payload_start)
+                chunk_crc=(), crc_seed=0, header_size=payload_start)
+
+
+def verify_decoded(header, decoded, source):
+  """Raises a UserError unless the decoded codes (per chunk, [samples, H, W, D] uint8) are the
+  ones the file's CRC32s describe: v2 the running CRC32 after each chunk, v1 one per code."""
+  if header.version == 1:
+    position = 0
+    for codes in decoded:
+      for code in codes:
+        if zlib.crc32(packed_bits(code)) != header.sample_crc[position]:
+          raise UserError(describe(source, f'sample {header.sample_index[position]} failed its '
+                                   'CRC32 check after decoding (damaged file or wrong model)'))
+        position += 1
+    return
+  crc, position = header.crc_seed, 0
+  for i, (chunk, codes) in enumerate(zip(header.chunks, decoded, strict=True)):
+    crc = zlib.crc32(packed_bits(codes), crc)
+    if crc != header.chunk_crc[i]:
+      what = (f'sample {header.sample_index[position]}' if chunk.samples == 1 else
+              f'chunk {i} ({chunk.samples} codes of {chunk.height}x{chunk.width}x{chunk.depth})')
+      raise UserError(describe(source, f'{what} failed its CRC32 check after decoding (damaged '
+                               'file or wrong model)'))
+    position += chunk.samples
 
 
 def chunk_payloads(data, header):

@@ -172,6 +172,62 @@ def test_golden_bitstream_is_stable(model):
   assert data == golden, 'bitstream changed: bump bitstream.VERSION/CODER_ID and regenerate'
 
 
+def test_golden_bitstream_v2_is_stable(model):
+  """The committed version-2 file of the same codes as the version-1 one: this build must decode
+  it and re-encode it to the same bytes; its streams are the version-1 file's, byte for byte
+  (version 2 changed the container, not the coder)."""
+  codes = list(synthetic.generate_codes(seed=2024, indices_or_start=0, count=3, shape=(6, 7, 4)))
+  codes.append(np.ones((2, 3, 2), np.uint8))
+  path = os.path.join(GOLDEN_DIR, 'reference_model_v2.nec')
+  data = codec.compress(codes, model, format_version=2)
+  if REGENERATE:
+    os.makedirs(GOLDEN_DIR, exist_ok=True)
+    with open(path, 'wb') as f:
+      f.write(data)
+  with open(path, 'rb') as f:
+    golden = f.read()
+  _assert_same(codec.decompress(golden, model), codes)
+  assert data == golden, 'bitstream changed: bump bitstream.VERSION/CODER_ID and regenerate'
+  with open(os.path.join(GOLDEN_DIR, 'reference_model_v1.nec'), 'rb') as f:
+    v1 = f.read()
+  header, header_v1 = codec.read_header(golden), codec.read_header(v1)
+  assert (header.version, header_v1.version) == (2, 1)
+  assert golden[header.header_size:] == v1[header_v1.header_size:]
+  assert header.chunks == header_v1.chunks and header.sample_index == header_v1.sample_index
+  # 2 chunks: 11 fixed bytes, the count, 2 x 5 bytes of table, 2 CRC32s, the header check,
+  # where version 1 had 72 fixed bytes, 2 x 24 of table, 4 x 4 of CRC32s and a header CRC32.
+  assert (header.header_size, header_v1.header_size) == (11 + 1 + 10 + 8 + 1, 72 + 48 + 16 + 4)
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 2), (16, 16, 8), (22, 48, 16), (35, 48, 8), (31, 36, 8),
+                                   (130, 140, 4)])
+def test_a_one_code_file_costs_at_most_24_bytes_beside_its_stream(model, shape):
+  """Magic, version, coder, flags, the model's identity (4 bytes of its fingerprint), the shape
+  and the stream's size (varints), the CRC32 of header and bits, a header check: 16 bytes and the
+  four varints, e.g. 21 for a 22x48x16 code; at most 24 while height and width are below 16384,
+  depth below 128 and the stream below 8 MB."""
+  code = synthetic.generate_codes(seed=6, indices_or_start=[0], shape=shape)[0]
+  data, stats = codec.compress_with_stats([code], model, format_version=2)
+  overhead = stats.file_bytes - stats.payload_bytes
+  numbers = (*shape, stats.payload_bytes // 4)
+  assert overhead == 16 + sum(len(bitstream.varint(n)) for n in numbers) <= 24, overhead
+  if shape == (22, 48, 16):
+    assert overhead == 21
+  _assert_same(codec.decompress(data, model), [code])
+
+
+def test_many_code_files_stay_near_theory(model):
+  """One CRC32 per chunk, not per code: 512 codes of 35x48x8 are within 0.05% of the model's code
+  length (0.5% is the target), and 500 small ones (the demo's eval split) within 0.1%."""
+  for count, shape, limit in ((512, (35, 48, 8), 0.0005), (500, (16, 16, 8), 0.001)):
+    codes = list(synthetic.generate_codes(seed=2017, indices_or_start=0, count=count, shape=shape))
+    data, stats = codec.compress_with_stats(codes, model, format_version=2)
+    assert 8 * stats.file_bytes <= stats.theoretical_bits * (1 + limit), stats
+    assert stats.file_bytes - stats.payload_bytes <= 40
+    if count == 512:
+      _assert_same(codec.decompress(data, model), codes)
+
+
 def test_real_size_beats_classical_coders_on_synthetic_codes(model):
   import lzma  # pylint: disable=g-import-not-at-top
   codes = list(synthetic.generate_codes(seed=1, indices_or_start=0, count=20))

@@ -28,7 +28,7 @@ import zipfile
 
 import numpy as np
 
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError, describe, opened_user_file
 
 FEATURE_CODE = 'code'
 FEATURE_SHAPE = 'code_shape'
@@ -219,15 +219,8 @@ def sniff_format(path):
   masked CRC32C (TFRecord framing) a plain TFRecord. Anything else is a UserError naming it.
   """
   from entropy_coder.data_gen import tfrecord_files  # pylint: disable=g-import-not-at-top
-  try:
-    with open(path, 'rb') as f:
-      head = f.read(12)
-  except FileNotFoundError:
-    raise UserError(describe(path, 'no such file')) from None
-  except IsADirectoryError:
-    raise UserError(describe(path, 'is a directory; expected a .npz or TFRecord file')) from None
-  except OSError as e:
-    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+  with opened_user_file(path, 'a .npz or TFRecord file', 'rb') as f:
+    head = f.read(12)
   if head[:4] in _ZIP_MAGICS:
     return FORMAT_NPZ
   if head[:2] == _GZIP_MAGIC:

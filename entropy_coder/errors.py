@@ -4,6 +4,7 @@ Every check of user input (files, configs, shapes, model directories) raises `Us
 message that names the offending file and the problem, so that no traceback from deep inside
 TensorFlow, Beam or numpy ever reaches a user.
 """
+import contextlib
 
 
 class UserError(Exception):
@@ -13,3 +14,25 @@ class UserError(Exception):
 def describe(path, problem):
   """Formats the standard one-line message: '<path>: <problem>'."""
   return f'{path}: {problem}'
+
+
+@contextlib.contextmanager
+def opened_user_file(path, expected, mode='r', missing='no such file'):
+  """`open(path, mode)` whose failures, opening or reading, are one-line UserErrors naming the
+  file: `missing` when it does not exist, 'is a directory; expected <expected>', or the OS's
+  reason. Errors of parsing what was read stay the caller's."""
+  try:
+    f = open(path, mode, **({} if 'b' in mode else {'encoding': 'utf-8'}))  # pylint: disable=consider-using-with
+  except FileNotFoundError:
+    raise UserError(describe(path, missing)) from None
+  except IsADirectoryError:
+    raise UserError(describe(path, f'is a directory; expected {expected}')) from None
+  except OSError as e:
+    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+  with f:
+    try:
+      yield f
+    except OSError as e:
+      if isinstance(e, UserError):
+        raise
+      raise UserError(describe(path, f'cannot read ({e.strerror})')) from None

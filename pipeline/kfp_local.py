@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Callable, Dict, List
 
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError, describe, opened_user_file
 
 _INVOCATION_PLACEHOLDER = '{{$}}'
 EXECUTOR_OUTPUT_FILENAME = 'executor_output.json'
@@ -39,14 +39,8 @@ def load_pipeline_spec(path):
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   try:
-    with open(path, encoding='utf-8') as f:
+    with opened_user_file(path, 'a compiled pipeline .yaml', missing='no such pipeline file') as f:
       document = next(yaml.safe_load_all(f))
-  except FileNotFoundError:
-    raise UserError(describe(path, 'no such pipeline file')) from None
-  except IsADirectoryError:
-    raise UserError(describe(path, 'is a directory; expected a compiled pipeline .yaml')) from None
-  except OSError as e:
-    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
   except (yaml.YAMLError, UnicodeDecodeError, StopIteration) as e:
     text = ' '.join(str(e).split()) or 'empty file'
     raise UserError(describe(path, f'not a YAML pipeline ({text})')) from None

@@ -67,6 +67,19 @@ class CodingStats:
     return 8.0 * self.payload_bytes / self.theoretical_bits - 1.0 if self.theoretical_bits else 0.0
 
 
+_NETWORK = [None, None]  # the last (ModelFiles, Network): one model serves many files in a row
+
+
+def _network(model_files):
+  """build_network(model_files), kept for the same ModelFiles object (a frozen dataclass; its
+  weights are not to be changed in place): ~3 ms saved per call, which counts for small files."""
+  files, net = _NETWORK
+  if files is not model_files:
+    net = build_network(model_files)
+    _NETWORK[:] = [model_files, net]
+  return net
+
+
 def packed_crc(code):
   return zlib.crc32(np.packbits(code.reshape(-1)).tobytes())
 
@@ -201,7 +214,7 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
   format_version = format_version or DEFAULT_FORMAT_VERSION
   if format_version not in bitstream.READ_VERSIONS:
     raise ValueError(f'format_version must be one of {bitstream.READ_VERSIONS}')
-  net = build_network(model_files)
+  net = _network(model_files)
   checked = [_check_code(code, index, net) for index, code in enumerate(codes)]
   plan = plan_chunks([code.shape for code in checked])
   counter = _Progress(progress, sum(code.size for code in checked))
@@ -246,15 +259,11 @@ def read_header(data, source='<data>'):
   return bitstream.parse(bytes(data), source)
 
 
-def decompress_with_stats(data, model_files, progress=None, source='<data>', threads=None,
-                          theory=True):
-  """bytes -> (list of uint8 [H, W, D] codes in the original order, CodingStats, Header).
-
-  theory=False skips the theoretical code length (stats.theoretical_bits = 0), ~4% faster.
-  """
-  data = bytes(data)
-  header = bitstream.parse(data, source)
-  net = build_network(model_files)
+def check_model(header, model_files, source='<data>'):
+  """The checks of a header against the model, before any decoding: the model it names (its
+  fingerprint), the channel-causal flag (and version 1's layer_depth), and every chunk's depth
+  (whole layers, no more than the model codes). UserError naming `source`; -> the Network."""
+  net = _network(model_files)
   if not header.model_matches(net.fingerprint):
     shown = min(12, len(header.fingerprint))
     raise UserError(describe(source, f'was compressed with a different model (fingerprint '
@@ -265,6 +274,18 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
     raise UserError(describe(source, 'header layer_depth / channel_causal do not match the model'))
   for chunk in header.chunks:
     net.layers_of(chunk.depth, source)
+  return net
+
+
+def decompress_with_stats(data, model_files, progress=None, source='<data>', threads=None,
+                          theory=True):
+  """bytes -> (list of uint8 [H, W, D] codes in the original order, CodingStats, Header).
+
+  theory=False skips the theoretical code length (stats.theoretical_bits = 0), ~4% faster.
+  """
+  data = bytes(data)
+  header = bitstream.parse(data, source)
+  net = check_model(header, model_files, source)
   # bitstream.parse has bounded every chunk's code bits by what its stream can hold
   # (max_code_bits), so the work and the engine's buffers below are linear in the file's size.
   counter = _Progress(progress, header.code_bits)
@@ -294,6 +315,6 @@ def decompress(data, model_files, progress=None, **options):
 def warm_up(model_files):
   """Codes one tiny code both ways, so numba compiles (first run, ~20-40 s) or loads its cache
   before real work starts; the CLI shows a notice meanwhile."""
-  net = build_network(model_files)
+  net = _network(model_files)
   tiny = [np.zeros((2, 2, net.layer_depth), np.uint8)]
   decompress(compress(tiny, model_files, threads=1), model_files, threads=1)

@@ -48,6 +48,26 @@ def check_output_file(path, overwrite=False, flag=None, probe=True):
   return absolute
 
 
+def check_output_dir(path, flag=None, why=''):
+  """Refuses an output directory that does not exist, is not a directory or cannot receive a
+  file (probed as check_output_file does); -> its absolute path. `why` ends the message."""
+  name = f'{flag} {path}' if flag else path
+  path = os.fspath(path)
+  if not path:
+    raise UserError(f'{flag or "output"}: empty directory name')
+  absolute = os.path.abspath(path)
+  if not os.path.isdir(absolute):
+    problem = 'is not a directory' if os.path.exists(absolute) else 'does not exist'
+    raise UserError(describe(name, problem + (f'; {why}' if why else '')))
+  try:
+    fd, probe = tempfile.mkstemp(dir=absolute, prefix='.entropy-coder.', suffix=_TEMP_SUFFIX)
+  except OSError as e:
+    raise UserError(describe(name, f'cannot be written ({e.strerror})')) from None
+  os.close(fd)
+  os.remove(probe)
+  return absolute
+
+
 @contextlib.contextmanager
 def atomic_output(path, overwrite=False, flag=None):
   """Checks `path` now, yields a temporary path beside it; on success renames it to `path`.

@@ -120,6 +120,20 @@ def ws(tmp_path_factory):
     f.write(codec.compress([CODE, CODE], files))
   with open(join('truncated.nec'), 'wb') as f:
     f.write(one[:-3])
+  # Many inputs, one output each: a second file of each name, existing outputs, a .nec that is
+  # not called .nec, a directory holding a file that is not codes.
+  os.makedirs(join('dup'))
+  shutil.copy(join('sample.npz'), join('dup', 'sample.npz'))
+  shutil.copy(join('one.nec'), join('dup', 'one.nec'))
+  shutil.copy(join('one.nec'), join('one_copy.bin'))
+  os.makedirs(join('out_with_nec'))
+  shutil.copy(join('one.nec'), join('out_with_nec', 'sample.npz.nec'))
+  os.makedirs(join('out_with_restored'))
+  shutil.copy(join('sample.npz'), join('out_with_restored', 'one'))
+  os.makedirs(join('mixed_dir'))
+  shutil.copy(join('sample.npz'), join('mixed_dir', 'a.npz'))
+  with open(join('mixed_dir', 'notes.txt'), 'w', encoding='utf-8') as f:
+    f.write('not a code\n')
 
   # Bad .npz files.
   np.savez(join('pickled.npz'), shape=np.array([1, 1, 5, 6, 4]), codes=np.array([{'x': 1}], dtype=object))
@@ -403,6 +417,33 @@ CASES = [
     ('compress_model_missing', 'compress --model nowhere sample.npz -o x.nec', ['nowhere']),
     ('compress_threads_zero', 'compress --model model sample.npz -o x.nec --threads 0',
      ['--threads']),
+    # compress: several inputs (files, globs, directories), one output each into -o DIR
+    ('compress_many_output_missing', 'compress --model model sample.npz plain.tfrecord -o '
+     'missing_dir', ['-o missing_dir', 'does not exist', 'existing directory']),
+    ('compress_many_output_not_dir', 'compress --model model sample.npz plain.tfrecord -o '
+     'a_file.txt', ['-o a_file.txt', 'is not a directory']),
+    ('compress_dir_output_missing', 'compress --model model sample.npz -o missing_dir/',
+     ['-o missing_dir/', 'does not exist']),
+    ('compress_many_same_output_name', 'compress --model model sample.npz dup/sample.npz -o '
+     'empty_dir', ['dup/sample.npz', 'same output name as sample.npz', 'empty_dir/sample.npz.nec']),
+    ('compress_many_same_input_twice', 'compress --model model sample.npz sample.npz -o empty_dir',
+     ['sample.npz', 'empty_dir/sample.npz.nec']),
+    ('compress_glob_matching_nothing', "compress --model model 'nowhere*.npz' -o empty_dir",
+     ['nowhere*.npz', 'no files match']),
+    ('compress_glob_matching_nothing_one_output', "compress --model model 'nowhere*.gz' -o x.nec",
+     ['nowhere*.gz', 'no files match']),
+    ('compress_many_bad_second_input', 'compress --model model sample.npz pickled.npz -o empty_dir',
+     ['pickled.npz', 'pickle']),
+    ('compress_many_input_missing', 'compress --model model sample.npz nowhere.npz -o empty_dir',
+     ['nowhere.npz']),
+    ('compress_many_output_exists', 'compress --model model sample.npz plain.tfrecord -o '
+     'out_with_nec', ['out_with_nec/sample.npz.nec', 'exists; pass --overwrite']),
+    ('compress_many_codes_deeper_than_model', 'compress --model model sample.npz deep.npz -o '
+     'empty_dir', ['deep.npz', 'layer']),
+    ('compress_dir_holding_other_files', 'compress --model model mixed_dir -o empty_dir',
+     ['mixed_dir/notes.txt']),
+    ('compress_dir_input_one_output_file', 'compress --model model mixed_dir -o x.nec',
+     ['-o x.nec', 'does not exist']),
     # decompress
     ('decompress_output_under_file', 'decompress --model model one.nec -o a_file.txt/x.npz',
      ['-o', 'a_file.txt/x.npz']),
@@ -423,6 +464,29 @@ CASES = [
      ['newer_model', 'version 2']),
     ('decompress_threads_negative', 'decompress --model model one.nec -o x.npz --threads=-2',
      ['--threads']),
+    # decompress: several inputs, one output each into -o DIR
+    ('decompress_many_output_missing', 'decompress --model model one.nec two.nec -o missing_dir',
+     ['-o missing_dir', 'does not exist', 'existing directory']),
+    ('decompress_many_output_not_dir', 'decompress --model model one.nec two.nec -o a_file.txt',
+     ['-o a_file.txt', 'is not a directory']),
+    ('decompress_many_same_output_name', 'decompress --model model one.nec dup/one.nec -o '
+     'empty_dir', ['dup/one.nec', 'same output name as one.nec', 'empty_dir/one']),
+    ('decompress_glob_matching_nothing', "decompress --model model 'nowhere*.nec' -o empty_dir",
+     ['nowhere*.nec', 'no files match']),
+    ('decompress_glob_one_output_file', "decompress --model model '*.nec' -o x.npz",
+     ['-o x.npz', 'does not exist']),
+    ('decompress_many_truncated_second', 'decompress --model model one.nec truncated.nec -o '
+     'empty_dir', ['truncated.nec', 'truncated']),
+    ('decompress_many_wrong_model', 'decompress --model other_model two.nec one.nec -o empty_dir',
+     ['two.nec', 'different model']),
+    ('decompress_many_name_without_nec', 'decompress --model model one.nec one_copy.bin -o '
+     'empty_dir', ['one_copy.bin', 'does not end in .nec']),
+    ('decompress_many_not_compressed', 'decompress --model model one.nec dup/sample.npz -o '
+     'empty_dir', ['dup/sample.npz', 'does not end in .nec']),
+    ('decompress_many_output_exists', 'decompress --model model one.nec two.nec -o '
+     'out_with_restored', ['out_with_restored/one', 'exists; pass --overwrite']),
+    ('decompress_dir_without_nec', 'decompress --model model imports_good -o empty_dir',
+     ['imports_good', 'no .nec files']),
     # pipeline run / compile / submit
     ('pipeline_without_action', 'pipeline', ['ACTION']),
     ('pipeline_run_count_zero', 'pipeline run --pipeline-root root --count 0', ['count']),

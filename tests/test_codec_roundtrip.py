@@ -156,6 +156,69 @@ def test_cli_round_trip_across_processes_tfrecord(model, tmp_path):
   _assert_same([c for _, c in codes_format.iter_tfrecord_codes([restored])], codes)
 
 
+def test_cli_many_files_one_process_one_output_each(model, tmp_path):
+  """Thousands of images, one file each: one compress process takes files, a directory and a
+  glob, writes DIR/<name>.nec per input, each the bytes `compress` gives that input alone; one
+  decompress process restores every file under its own name, in its own format."""
+  from entropy_coder.data_gen import example_wire, tfrecord_files  # pylint: disable=g-import-not-at-top
+  shapes = [(22, 48, 16), (16, 16, 8), (9, 13, 4), (16, 16, 8), (5, 7, 2)]
+  codes = [synthetic.generate_codes(seed=12, indices_or_start=[i], shape=shape)[0]
+           for i, shape in enumerate(shapes)]
+  images, more = tmp_path / 'images', tmp_path / 'more'
+  images.mkdir()
+  more.mkdir()
+  for i, code in enumerate(codes[:3]):
+    codes_format.write_npz(str(images / f'img{i}.npz'), code, layer_depth=2)
+  codes_format.write_npz(str(more / 'x3.npz'), codes[3], layer_depth=1)  # another layer_depth
+  tfrecord_files.write_gzip_tfrecords(str(more / 'x4.tfrecord.gz'),
+                                      [example_wire.encode_example(c) for c in codes[3:]])
+  (images / 'img0.npz.nec').write_bytes(b'an earlier output: left out of the directory input')
+  out, back = tmp_path / 'out', tmp_path / 'back'
+  out.mkdir()
+  back.mkdir()
+  done = _cli('compress', '--model', model.path, str(images), str(more / 'x*'), '-o', str(out))
+  assert done.returncode == 0, done.stderr
+  assert 'compressed 5 files (6 codes)' in done.stdout and 'wrote 5 files into' in done.stdout
+  names = ['img0.npz.nec', 'img1.npz.nec', 'img2.npz.nec', 'x3.npz.nec', 'x4.tfrecord.gz.nec']
+  assert sorted(os.listdir(out)) == names
+  inputs = [([codes[i]], bitstream.SOURCE_NPZ, 2) for i in range(3)]
+  inputs += [([codes[3]], bitstream.SOURCE_NPZ, 1), (codes[3:], bitstream.SOURCE_TFRECORD_GZIP, 0)]
+  for name, (expected, fmt, layer_depth) in zip(names, inputs):
+    alone = codec.compress(expected, model, source_format=fmt, source_layer_depth=layer_depth)
+    assert (out / name).read_bytes() == alone, name
+  done = _cli('decompress', '--model', model.path, str(out / '*.nec'), '-o', str(back) + '/')
+  assert done.returncode == 0, done.stderr
+  assert 'decompressed 5 files (6 codes)' in done.stdout
+  assert sorted(os.listdir(back)) == [name[:-4] for name in names]
+  for i in range(3):
+    assert codes_format.read_npz(str(back / f'img{i}.npz'))[1] == 2
+    assert np.array_equal(codes_format.read_npz(str(back / f'img{i}.npz'))[0], codes[i])
+  restored, layer_depth = codes_format.read_npz(str(back / 'x3.npz'))
+  assert layer_depth == 1 and np.array_equal(restored, codes[3])
+  _assert_same([c for _, c in codes_format.iter_tfrecord_codes([str(back / 'x4.tfrecord.gz')])],
+               codes[3:])
+  # -o DIR/ takes a single input too; a second run refuses to overwrite.
+  single = tmp_path / 'single'
+  single.mkdir()
+  done = _cli('compress', '--model', model.path, str(images / 'img1.npz'), '-o', str(single) + '/')
+  assert done.returncode == 0, done.stderr
+  assert (single / 'img1.npz.nec').read_bytes() == (out / 'img1.npz.nec').read_bytes()
+  done = _cli('compress', '--model', model.path, str(images), '-o', str(out))
+  assert done.returncode == 2 and 'img0.npz.nec: exists; pass --overwrite' in done.stderr
+
+
+def test_progress_of_a_many_file_run_is_per_file(capsys):
+  from entropy_coder.commands import compress as compress_command  # pylint: disable=g-import-not-at-top
+  progress = compress_command._ProgressLine('compress')  # pylint: disable=protected-access
+  progress.files(1, 1000, 'images/a.npz')
+  assert capsys.readouterr().err == ''  # nothing in the first second
+  progress._start -= 2.0  # pylint: disable=protected-access
+  progress.files(37, 1000, 'images/b.npz')
+  progress.close()
+  err = capsys.readouterr().err
+  assert 'compress: 37 / 1,000 files (  3.7%' in err and 'files/s) b.npz' in err
+
+
 def test_golden_bitstream_is_stable(model):
   """A committed file: this build must decode it, and re-encoding must give the same bytes."""
   codes = list(synthetic.generate_codes(seed=2024, indices_or_start=0, count=3, shape=(6, 7, 4)))

@@ -1,44 +1,74 @@
 """`entropy-coder compress` / `decompress`: real files, real bytes, with the trained model.
 
-    entropy-coder compress   --model DIR INPUT -o OUT        INPUT: .npz code or TFRecord file/glob
-    entropy-coder decompress --model DIR OUT -o RESTORED     restores the input's format
+    entropy-coder compress   --model DIR INPUT -o OUT          INPUT: .npz code or TFRecord file/glob
+    entropy-coder decompress --model DIR OUT -o RESTORED       restores the input's format
+    entropy-coder compress   --model DIR INPUT... -o OUTDIR/   one OUTDIR/<name>.nec per input file
+    entropy-coder decompress --model DIR OUT... -o OUTDIR/     one OUTDIR/<name without .nec> each
+
+One process does all the files, so the start-up (imports, loading the compiled engine: about a
+second) is paid once, not once per image. An INPUT is a file, a glob (quoted, expanded here) or a
+directory: compress takes the files directly in it except `*.nec`, decompress its `*.nec` files,
+both in name order, hidden files left out. Several INPUTs, a directory, a decompress glob, a
+compress glob with -o naming a directory, or -o ending in "/" make one output per input file,
+into -o, which must be an existing directory; otherwise -o is the one output file (as before:
+compress of a TFRecord glob writes all its codes into one file).
+
+Every input and output is checked before any work: a file that is not codes (or not a compressed
+file, or one from another model), two inputs with the same output name, an existing output
+without --overwrite, a missing -o directory all stop the run with one line naming the file.
+Each output is written atomically (entropy_coder.output_files): a failure leaves no partial file
+(earlier outputs of a many-file run are complete and stay).
 
 INPUT's format is told by its content (a zip archive is a .npz, a GZIP stream a GZIP TFRecord,
-else TFRecord framing), never by its name. The output is checked before any work and written
-atomically (entropy_coder.output_files): a failure leaves no file behind.
-
-The compressed file records the input's format (.npz with its layer_depth, or TFRecord plain or
-GZIP), so `decompress` writes the same kind of file back. TFRecords are written in our packed
-tf.Example layout whatever the input layout was; the codes are identical bit for bit.
+else TFRecord framing), never by its name. The compressed file records the input's format (.npz
+with its layer_depth, or TFRecord plain or GZIP), so `decompress` writes the same kind of file
+back. TFRecords are written in our packed tf.Example layout whatever the input layout was; the
+codes are identical bit for bit.
 """
+import dataclasses
+import glob
+import os
 import sys
 import threading
 import time
+
+COMPRESSED_SUFFIX = '.nec'
 
 
 def register(subparsers):
   parser = subparsers.add_parser(
       'compress', help='losslessly compress codes with a trained model (real bitstream)',
-      description='Compresses a .npz code or a TFRecord file/glob of codes into one file; prints '
-      'the sizes, bits per bit, the ratio and the gap to the theoretical code length.')
+      description='Compresses a .npz code or a TFRecord file/glob of codes into one file, or '
+      'many inputs (files, globs, directories) into one file each in -o DIR/; prints the sizes, '
+      'bits per bit, the ratio and the gap to the theoretical code length.')
   parser.add_argument('--model', required=True,
                       help='model directory (train output, Trainer artifact or Pusher destination)')
-  parser.add_argument('input', help='.npz code (original format) or TFRecord file/glob of codes')
-  parser.add_argument('-o', '--output', required=True, help='compressed file to write')
-  parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+  parser.add_argument('input', nargs='+',
+                      help='.npz code (original format) or TFRecord file/glob of codes; several '
+                      'files, globs or directories: one compressed file each (needs -o DIR)')
+  parser.add_argument('-o', '--output', required=True,
+                      help='compressed file to write; with several inputs an existing directory '
+                      '(DIR/<input name>.nec each; end it with / for a single input)')
+  parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
   parser.set_defaults(func=run_compress)
 
   parser = subparsers.add_parser(
       'decompress', help='restore codes from a file written by compress',
-      description='Decodes a compressed file with the model that wrote it and writes the codes '
-      'back in the input\'s format (.npz or TFRecord).')
+      description='Decodes compressed files with the model that wrote them and writes the codes '
+      'back in the input\'s format (.npz or TFRecord): one file to -o FILE, or many (files, globs, '
+      'directories of .nec files) to one file each in -o DIR/.')
   parser.add_argument('--model', required=True,
                       help='model directory (train output, Trainer artifact or Pusher destination)')
-  parser.add_argument('input', help='compressed file written by `entropy-coder compress`')
-  parser.add_argument('-o', '--output', required=True, help='restored .npz or TFRecord file')
-  parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+  parser.add_argument('input', nargs='+',
+                      help='compressed file written by `entropy-coder compress`; several files, '
+                      'globs or directories: one restored file each (needs -o DIR)')
+  parser.add_argument('-o', '--output', required=True,
+                      help='restored .npz or TFRecord file; with several inputs an existing '
+                      'directory (DIR/<input name without .nec> each; end it with / for a single '
+                      'input)')
+  parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
   parser.set_defaults(func=run_decompress)
@@ -50,14 +80,26 @@ class _ProgressLine:
   def __init__(self, label):
     self._label, self._start, self._last, self._shown = label, time.monotonic(), 0.0, False
 
-  def __call__(self, done, total):
+  def _due(self, final):
     now = time.monotonic()
-    if now - self._start < 1.0 or (now - self._last < 0.25 and done < total):
-      return
+    if now - self._start < 1.0 or (now - self._last < 0.25 and not final):
+      return None
     self._last, self._shown = now, True
-    rate = done / max(now - self._start, 1e-9)
-    print(f'\r{self._label}: {100.0 * done / max(total, 1):5.1f}% of {total:,} bits '
-          f'({rate / 1e6:.2f} Mbit/s)', end='', file=sys.stderr, flush=True)
+    return max(now - self._start, 1e-9)
+
+  def __call__(self, done, total):
+    seconds = self._due(done >= total)
+    if seconds is not None:
+      print(f'\r{self._label}: {100.0 * done / max(total, 1):5.1f}% of {total:,} bits '
+            f'({done / seconds / 1e6:.2f} Mbit/s)', end='', file=sys.stderr, flush=True)
+
+  def files(self, done, total, name):
+    """Per-file progress of a many-file run: files done, the rate, the file just finished."""
+    seconds = self._due(done >= total)
+    if seconds is not None:
+      print(f'\r{self._label}: {done:,} / {total:,} files ({100.0 * done / max(total, 1):5.1f}%, '
+            f'{done / seconds:.1f} files/s) {os.path.basename(name)}\x1b[K', end='',
+            file=sys.stderr, flush=True)
 
   def close(self):
     if self._shown:
@@ -115,18 +157,30 @@ def _write_output(path, codes, fmt, layer_depth):
   return 'TFRecord'
 
 
-def _report(verb, stats, seconds):
+def _report(verb, stats, seconds, files=None):
   packed = stats.code_bits / 8.0
-  return '\n'.join([
-      f'{verb} {stats.samples} code(s), {stats.code_bits:,} bits, in {seconds:.2f} s '
-      f'({stats.samples / max(seconds, 1e-9):.1f} codes/s)',
+  what = (f'{files:,} files ({stats.samples:,} codes)' if files is not None
+          else f'{stats.samples} code(s)')
+  rate = (f'{files / max(seconds, 1e-9):.1f} files/s, ' if files is not None else '')
+  lines = [
+      f'{verb} {what}, {stats.code_bits:,} bits, in {seconds:.2f} s '
+      f'({rate}{stats.samples / max(seconds, 1e-9):.1f} codes/s)',
       f'packed bits  {packed:,.0f} bytes (1 bit per bit)',
       f'compressed   {stats.file_bytes:,} bytes = {stats.bits_per_bit:.5f} bits/bit, '
       f'ratio {packed / max(stats.file_bytes, 1):.4f}x (payload {stats.payload_bytes:,} bytes = '
       f'{stats.payload_bits_per_bit:.5f} bits/bit)',
-      f'theory       {stats.theoretical_bits / 8:,.1f} bytes = {stats.theoretical_bits_per_bit:.5f} '
-      f'bits/bit; payload gap {100.0 * stats.gap:+.3f}%',
-  ])
+  ]
+  if stats.theoretical_bits:
+    lines.append(f'theory       {stats.theoretical_bits / 8:,.1f} bytes = '
+                 f'{stats.theoretical_bits_per_bit:.5f} bits/bit; payload gap '
+                 f'{100.0 * stats.gap:+.3f}%')
+  return '\n'.join(lines)
+
+
+def _total(all_stats):
+  from entropy_coder import codec  # pylint: disable=g-import-not-at-top
+  fields = [field.name for field in dataclasses.fields(codec.CodingStats)]
+  return codec.CodingStats(**{name: sum(getattr(s, name) for s in all_stats) for name in fields})
 
 
 def _ready_engine(files):
@@ -152,15 +206,115 @@ def _check_threads(args):
     raise UserError(f'--threads must be at least 1, got {args.threads}')
 
 
+# ---- many inputs, one output each ---------------------------------------------------------------
+
+def _is_pattern(path):
+  return any(ch in path for ch in '*?[') and not os.path.exists(path)
+
+
+def _one_output_each(args, patterns_are_many):
+  """Whether this command line writes one output per input file into the -o directory."""
+  if len(args.input) > 1 or args.output.endswith(('/', os.sep)):
+    return True
+  only = args.input[0]
+  return os.path.isdir(only) or (_is_pattern(only)
+                                 and (patterns_are_many or os.path.isdir(args.output)))
+
+
+def _expand_inputs(inputs, in_directory, what):
+  """INPUT arguments -> input files: a directory gives the files directly in it that
+  `in_directory(name)` accepts (hidden ones left out), a glob its matches, in name order."""
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  paths = []
+  for arg in inputs:
+    if os.path.isdir(arg):
+      try:
+        names = sorted(os.listdir(arg))
+      except OSError as e:
+        raise UserError(describe(arg, f'cannot list the directory ({e.strerror})')) from None
+      found = [os.path.join(arg, name) for name in names if not name.startswith('.')
+               and in_directory(name) and os.path.isfile(os.path.join(arg, name))]
+      if not found:
+        raise UserError(describe(arg, f'no {what} in this directory'))
+      paths += found
+    elif _is_pattern(arg):
+      found = sorted(glob.glob(arg))
+      if not found:
+        raise UserError(describe(arg, 'no files match'))
+      for path in found:
+        if os.path.isdir(path):
+          raise UserError(describe(path, f'is a directory, matched by the pattern {arg}'))
+      paths += found
+    else:
+      paths.append(arg)
+  return paths
+
+
+def _plan_outputs(args, inputs, name_of):
+  """-> [(input, output path)], every output checked: -o an existing writable directory, no two
+  inputs with one output name, no output over an input, none existing without --overwrite."""
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  from entropy_coder.output_files import check_output_dir, check_output_file  # pylint: disable=g-import-not-at-top
+  count = len(inputs)
+  directory = check_output_dir(
+      args.output, '-o', f'with {count:,} input files -o must be an existing directory, which '
+      'receives one output per input' if count != 1 else 'the output directory must exist')
+  plan, taken = [], {}
+  sources = {os.path.realpath(path) for path in inputs}
+  for path in inputs:
+    output = os.path.join(args.output, name_of(path))  # as the user wrote it, for the messages
+    key = os.path.join(directory, name_of(path))
+    if key in taken:
+      raise UserError(describe(path, f'has the same output name as {taken[key]}: both would be '
+                               f'written to {output}'))
+    taken[key] = path
+    if os.path.realpath(key) in sources:
+      raise UserError(describe(path, f'would be restored over the input {output}'))
+    check_output_file(output, args.overwrite, probe=False)
+    plan.append((path, output))
+  return plan
+
+
+def _check_not_a_directory(output):
+  """One input and -o naming a directory without a trailing "/": refused, not guessed."""
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  if os.path.isdir(output):
+    raise UserError(describe(f'-o {output}', 'is a directory; give a file name, or write '
+                             f'{os.path.join(output, "")} to put one output per input in it'))
+
+
+def _compressed_name(path):
+  return os.path.basename(path) + COMPRESSED_SUFFIX
+
+
+def _restored_name(path):
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  base = os.path.basename(path)
+  if not base.endswith(COMPRESSED_SUFFIX) or base == COMPRESSED_SUFFIX:
+    raise UserError(describe(path, f'the name does not end in {COMPRESSED_SUFFIX}, so it gives no '
+                             'output name; decompress it on its own with -o FILE'))
+  return base[:-len(COMPRESSED_SUFFIX)]
+
+
+def _written(done, total, directory):
+  return f'{done:,} of {total:,} files written into {directory}'
+
+
+# ---- compress -----------------------------------------------------------------------------------
+
 def run_compress(args):
+  _check_threads(args)
+  if _one_output_each(args, patterns_are_many=False):
+    return _compress_each(args)
   from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
-  _check_threads(args)
+  (path,) = args.input
+  _check_not_a_directory(args.output)
   # The output is checked (and its temporary file created) before any work; it replaces
   # args.output only once complete.
   with atomic_output(args.output, args.overwrite, '-o') as temp:
     files = model_files.read_model_files(args.model)
-    sourced, fmt, layer_depth = _read_input(args.input)
+    sourced, fmt, layer_depth = _read_input(path)
     _check_fit(sourced, files)
     codes = [code for _, code in sourced]
     _ready_engine(files)
@@ -178,26 +332,99 @@ def run_compress(args):
   print(f'wrote {args.output}')
 
 
-def run_decompress(args):
+@dataclasses.dataclass(frozen=True)
+class _PackedCodes:
+  """One input file's codes, kept packed (1 bit per bit) between the checks and the work."""
+  shapes: tuple
+  bits: tuple
+  source_format: int
+  layer_depth: int
+
+  def codes(self):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    return [np.unpackbits(np.frombuffer(bits, np.uint8), count=int(np.prod(shape))).reshape(shape)
+            for shape, bits in zip(self.shapes, self.bits)]
+
+
+def _compress_each(args):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
+  inputs = _expand_inputs(args.input, lambda name: not name.endswith(COMPRESSED_SUFFIX),
+                          f'files (other than {COMPRESSED_SUFFIX})')
+  plan = _plan_outputs(args, inputs, _compressed_name)
+  files = model_files.read_model_files(args.model)
+  checked = []
+  for path, _ in plan:  # every input read and checked against the model before any work
+    sourced, fmt, layer_depth = _read_input(path)
+    _check_fit(sourced, files)
+    checked.append(_PackedCodes(tuple(code.shape for _, code in sourced),
+                                tuple(np.packbits(code.reshape(-1)).tobytes() for _, code in sourced),
+                                fmt, layer_depth))
+  _ready_engine(files)
+  progress = _ProgressLine('compress')
+  start = time.monotonic()
+  all_stats = []
+  directory = args.output
+  try:
+    for done, ((path, output), packed) in enumerate(zip(plan, checked)):
+      try:
+        with atomic_output(output, args.overwrite) as temp:
+          data, stats = codec.compress_with_stats(packed.codes(), files,
+                                                  source_format=packed.source_format,
+                                                  source_layer_depth=packed.layer_depth,
+                                                  threads=args.threads)
+          with open(temp, 'wb') as out:
+            out.write(data)
+      except UserError as e:
+        raise UserError(f'{e} ({_written(done, len(plan), directory)} before it)') from None
+      all_stats.append(stats)
+      progress.files(done + 1, len(plan), path)
+  finally:
+    progress.close()
+  seconds = time.monotonic() - start
+  total = _total(all_stats)
+  print(_report('compressed', total, seconds, files=len(plan)))
+  print(f'container    {total.file_bytes - total.payload_bytes:,} bytes beside the payloads '
+        f'({(total.file_bytes - total.payload_bytes) / len(plan):.1f} per file)')
+  print(f'wrote {len(plan):,} files into {directory}')
+
+
+# ---- decompress ---------------------------------------------------------------------------------
+
+def _read_compressed(path):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except IsADirectoryError:
+    raise UserError(describe(path, 'is a directory; expected a compressed file')) from None
+  except OSError as e:
+    raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+  return data, codec.read_header(data, path)  # a damaged file fails here, before any work
+
+
+def run_decompress(args):
+  _check_threads(args)
+  if _one_output_each(args, patterns_are_many=True):
+    return _decompress_each(args)
+  from entropy_coder import codec  # pylint: disable=g-import-not-at-top
   from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
-  _check_threads(args)
+  (path,) = args.input
+  _check_not_a_directory(args.output)
   with atomic_output(args.output, args.overwrite, '-o') as temp:
     files = model_files.read_model_files(args.model)
-    try:
-      with open(args.input, 'rb') as f:
-        data = f.read()
-    except OSError as e:
-      raise UserError(describe(args.input, f'cannot read ({e.strerror})')) from None
-    header = codec.read_header(data, args.input)  # a damaged file fails here, before any work
+    data, header = _read_compressed(path)
+    codec.check_model(header, files, path)
     fmt = _output_format(args.output, header)
     _ready_engine(files)
     progress = _ProgressLine('decompress')
     start = time.monotonic()
     try:
-      codes, stats, header = codec.decompress_with_stats(data, files, progress, source=args.input,
+      codes, stats, header = codec.decompress_with_stats(data, files, progress, source=path,
                                                          threads=args.threads)
     finally:
       progress.close()
@@ -205,4 +432,43 @@ def run_decompress(args):
     kind = _write_output(temp, codes, fmt,
                          header.source_layer_depth or files.model_config['layer_depth'])
   print(_report('decompressed', stats, seconds))
-  print(f'wrote {args.output} ({kind}); all {stats.samples} per-sample CRC32 checks passed')
+  print(f'wrote {args.output} ({kind}); all {header.crc_checks} CRC32 check(s) passed')
+
+
+def _decompress_each(args):
+  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
+  inputs = _expand_inputs(args.input, lambda name: name.endswith(COMPRESSED_SUFFIX),
+                          f'{COMPRESSED_SUFFIX} files')
+  names = [_restored_name(path) for path in inputs]  # named before anything else is checked
+  plan = _plan_outputs(args, inputs, dict(zip(inputs, names)).get)
+  files = model_files.read_model_files(args.model)
+  checked = []
+  for path, output in plan:  # every file read, its header checked against the model
+    data, header = _read_compressed(path)
+    codec.check_model(header, files, path)
+    checked.append((data, _output_format(output, header)))
+  _ready_engine(files)
+  progress = _ProgressLine('decompress')
+  start = time.monotonic()
+  all_stats, checks = [], 0
+  directory = args.output
+  try:
+    for done, ((path, output), (data, fmt)) in enumerate(zip(plan, checked)):
+      try:
+        with atomic_output(output, args.overwrite) as temp:
+          codes, stats, header = codec.decompress_with_stats(data, files, source=path,
+                                                             threads=args.threads)
+          _write_output(temp, codes, fmt,
+                        header.source_layer_depth or files.model_config['layer_depth'])
+      except UserError as e:
+        raise UserError(f'{e} ({_written(done, len(plan), directory)} before it)') from None
+      all_stats.append(stats)
+      checks += header.crc_checks
+      progress.files(done + 1, len(plan), path)
+  finally:
+    progress.close()
+  seconds = time.monotonic() - start
+  print(_report('decompressed', _total(all_stats), seconds, files=len(plan)))
+  print(f'wrote {len(plan):,} files into {directory}; all {checks:,} CRC32 checks passed')

@@ -8,7 +8,8 @@
 # Each compiled task runs `python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor
 # --executor_class_path <class> ...` in this image, so the image holds the pinned stack (TFX,
 # TensorFlow, TFMA, Beam, kfp) and this project: our ExampleGens, the Trainer's run_fn, the TFMA
-# metric module and the real-compression component are imported from here by module path.
+# metric module, the real-compression component and the baseline picker (with its Evaluator
+# executor) are imported from here by module path.
 FROM python:3.10.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -43,7 +44,7 @@ RUN pip install --no-deps . \
  && pip check \
  && cd / && python -c "import entropy_coder.components, entropy_coder.trainer.run_fn, \
 entropy_coder.pipeline.tfma_metrics, entropy_coder.components.real_compression, \
-tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+entropy_coder.components.baseline_picker, tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 
 # Tasks run from a neutral directory so only the installed package is importable.
 WORKDIR /

@@ -5,7 +5,9 @@ hand. This plays the part of the KFP launcher for every container task, in DAG o
 
 1. build the task's `ExecutorInput` (what KFP substitutes for `{{$}}`): its constant
    parameters, its upstream tasks' output artifacts (as they reported them), fresh output
-   artifacts under `<pipeline_root>/<task>/<key>` typed as the spec declares, and the
+   artifacts under `<pipeline_root>/run-<N>/<task>/<key>` typed as the spec declares (each run
+   of a spec on the same root gets the next N, as every KFP run gets its own folder; what the
+   spec itself names under the root, such as the push destination, is shared), and the
    `outputFile` the executor writes its `ExecutorOutput` to;
 2. run the container's exact command and args (`python -m tfx.orchestration.kubeflow.v2.
    container.kubeflow_v2_run_executor --executor_class_path ... --json_serialized_invocation_args
@@ -76,8 +78,20 @@ def task_order(spec) -> List[str]:
   return order
 
 
+RUN_PREFIX = 'run-'
+
+
+def next_run_dir(pipeline_root):
+  """`<pipeline_root>/run-<N>` with the first N >= 1 not taken by an earlier run."""
+  number = 1
+  while os.path.exists(os.path.join(pipeline_root, f'{RUN_PREFIX}{number}')):
+    number += 1
+  return os.path.join(os.path.abspath(pipeline_root), f'{RUN_PREFIX}{number}')
+
+
 def executor_input(spec, task_name, pipeline_root, upstream):
-  """The ExecutorInput proto for one task; `upstream[task][key]` = produced RuntimeArtifact."""
+  """The ExecutorInput proto for one task, outputs under `pipeline_root` (a run's folder);
+  `upstream[task][key]` = produced RuntimeArtifact."""
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   task = spec.root.dag.tasks[task_name]
   component = spec.components[task.component_ref.name]
@@ -186,14 +200,16 @@ def check_runnable(spec, source='the pipeline spec'):
 
 
 def run_compiled(spec_path: str, pipeline_root: str,
-                 progress: Callable[[str], None] = None) -> Dict[str, Dict]:
-  """Runs every task of the compiled pipeline; returns {task: {output key: RuntimeArtifact}}."""
+                 progress: Callable[[str], None] = None, run_dir: str = None) -> Dict[str, Dict]:
+  """Runs every task of the compiled pipeline; returns {task: {output key: RuntimeArtifact}}.
+
+  Artifacts and logs go to `run_dir` (default `next_run_dir(pipeline_root)`)."""
   from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
   from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
   progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
   spec = load_pipeline_spec(spec_path)
   check_runnable(spec, spec_path)
-  pipeline_root = os.path.abspath(pipeline_root)
+  pipeline_root = os.path.abspath(run_dir or next_run_dir(pipeline_root))
   env = dict(os.environ)
   # The image's `python` is the one with the project installed: here, this interpreter.
   env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')

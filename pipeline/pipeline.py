@@ -32,6 +32,8 @@ from entropy_coder.pipeline import eval_config as eval_config_lib
 
 # Stable node ids: ML-Metadata records them, `entropy-coder metrics` and the tests look them up.
 RESOLVER_ID = 'latest_blessed_model_resolver'
+BASELINE_PICKER_ID = 'BaselinePicker'
+EVALUATOR_ID = 'Evaluator'
 
 
 def create_pipeline(
@@ -49,6 +51,7 @@ def create_pipeline(
     max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH,
     change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE,
     use_resolver: bool = True,
+    baseline_from_pushes: bool = False,
     real_compression_check: bool = True,
     max_real_over_theory: float = push_gates.DEFAULT_MAX_REAL_OVER_THEORY,
     enable_cache: bool = True,
@@ -91,6 +94,16 @@ def create_pipeline(
 
   nodes: List = [example_gen, trainer]
   baseline_model = None
+  if use_resolver and baseline_from_pushes:
+    raise ValueError('use_resolver and baseline_from_pushes exclude each other')
+  evaluator_class = tfx.components.Evaluator
+  if baseline_from_pushes:
+    from entropy_coder.components import baseline_picker  # pylint: disable=g-import-not-at-top
+    picker = baseline_picker.BaselinePicker(
+        serving_model_dir=serving_model_dir).with_id(BASELINE_PICKER_ID)
+    nodes.append(picker)
+    baseline_model = picker.outputs['baseline']
+    evaluator_class = baseline_picker.BaselineAwareEvaluator
   if use_resolver:
     resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -100,12 +113,13 @@ def create_pipeline(
     nodes.append(resolver)
     baseline_model = resolver.outputs['model']
 
-  evaluator = tfx.components.Evaluator(
+  evaluator = evaluator_class(
       examples=examples,
       model=model,
       baseline_model=baseline_model,
       eval_config=eval_config_lib.make_eval_config(
-          max_code_length=max_code_length, change_tolerance=change_tolerance))
+          max_code_length=max_code_length, change_tolerance=change_tolerance)
+  ).with_id(EVALUATOR_ID)
 
   round_trip_blessing = None
   if real_compression_check:

@@ -1,4 +1,5 @@
-"""The Kubeflow build: a PipelineSpec kfp.Client reads, with exactly the local DAG minus the Resolver."""
+"""The Kubeflow build: a PipelineSpec kfp.Client reads, with the local DAG, BaselinePicker for the
+Resolver."""
 import copy
 import json
 
@@ -58,13 +59,16 @@ def test_kfp_client_reads_it_as_a_pipeline_spec_2_1(compiled):
   assert kfp_local.load_pipeline_spec(compiled) == document.pipeline_spec
 
 
-def test_tasks_and_edges_are_the_local_dag_minus_the_resolver(compiled, tmp_path):
+def test_tasks_and_edges_are_the_local_dag_with_baseline_picker_for_the_resolver(compiled, tmp_path):
   spec = kfp_local.load_pipeline_spec(compiled)
   local_edges, local_executors = _local_dag(tmp_path)
   resolver = pipeline.RESOLVER_ID
-  assert resolver in local_edges
+  assert local_edges['Evaluator']['baseline_model'] == (resolver, 'model')
   expected = {node: {key: source for key, source in inputs.items() if source[0] != resolver}
               for node, inputs in local_edges.items() if node != resolver}
+  # The baseline comes from the newest push instead (a container task open-source KFP runs).
+  expected[pipeline.BASELINE_PICKER_ID] = {}
+  expected['Evaluator']['baseline_model'] = (pipeline.BASELINE_PICKER_ID, 'baseline')
   compiled_edges = {
       name: {key: (channel.task_output_artifact.producer_task,
                    channel.task_output_artifact.output_artifact_key)
@@ -76,6 +80,14 @@ def test_tasks_and_edges_are_the_local_dag_minus_the_resolver(compiled, tmp_path
   assert compiled_edges['Pusher']['infra_blessing'] == ('RealCompressionCheck', 'blessing')
   assert kfp_local.task_order(spec).index('Trainer') < kfp_local.task_order(spec).index('Evaluator')
 
+  from entropy_coder.components import baseline_picker  # pylint: disable=g-import-not-at-top
+  from tfx.components.evaluator import executor as evaluator_executor  # pylint: disable=g-import-not-at-top
+  assert issubclass(baseline_picker.BaselineAwareEvaluatorExecutor, evaluator_executor.Executor)
+  assert local_executors['Evaluator'] == 'tfx.components.evaluator.executor.Executor'
+  local_executors['Evaluator'] = (
+      'entropy_coder.components.baseline_picker.BaselineAwareEvaluatorExecutor')
+  local_executors[pipeline.BASELINE_PICKER_ID] = (
+      'entropy_coder.components.baseline_picker.BaselinePicker_Executor')
   executors = json_format.MessageToDict(spec.deployment_spec)['executors']
   for name, task in spec.root.dag.tasks.items():
     container = executors[spec.components[task.component_ref.name].executor_label]['container']
@@ -84,6 +96,18 @@ def test_tasks_and_edges_are_the_local_dag_minus_the_resolver(compiled, tmp_path
     args = container['args']
     assert args[args.index('--executor_class_path') + 1] == local_executors[name]
     assert args[args.index('--json_serialized_invocation_args') + 1] == '{{$}}'
+
+
+def test_baseline_picker_reads_the_push_destination_and_is_never_cached(compiled):
+  spec = kfp_local.load_pipeline_spec(compiled)
+  tasks = spec.root.dag.tasks
+  picker = tasks[pipeline.BASELINE_PICKER_ID]
+  assert (picker.inputs.parameters['serving_model_dir'].runtime_value.constant.string_value
+          == f'{ROOT}/{configs.SERVING_MODEL_DIRNAME}')
+  # Its answer depends on earlier runs' pushes, not on its inputs: KFP must not cache it.
+  assert not picker.caching_options.enable_cache
+  assert all(task.caching_options.enable_cache for name, task in tasks.items()
+             if name != pipeline.BASELINE_PICKER_ID)
 
 
 def test_parameters_carry_the_settings(compiled):
@@ -201,3 +225,79 @@ def test_cli_run_compiled_names_a_missing_or_unreadable_spec_and_a_remote_root(t
   assert err[0].endswith('nope.yaml: no such pipeline file')
   assert 'not_yaml.yaml: not a YAML pipeline' in err[1]
   assert f'--pipeline-root {ROOT}: must be a local directory' in err[2]
+
+
+def _kfp_sdk_resources(tmp_path):
+  """The `resources` kfp 2.0.1's own compiler writes for the same requests, limits and GPUs."""
+  from kfp import compiler, dsl  # pylint: disable=g-import-not-at-top
+
+  @dsl.container_component
+  def task():
+    return dsl.ContainerSpec(image=IMAGE, command=['true'])
+
+  @dsl.pipeline(name='p')
+  def sdk_pipeline():
+    task().set_cpu_request('4').set_memory_request('8Gi').set_memory_limit('16G') \
+        .set_accelerator_type('nvidia.com/gpu').set_accelerator_limit(2)
+
+  path = str(tmp_path / 'sdk.yaml')
+  compiler.Compiler().compile(sdk_pipeline, path)
+  with open(path, encoding='utf-8') as f:
+    (executor,) = yaml.safe_load(f)['deploymentSpec']['executors'].values()
+  return executor['container']['resources']
+
+
+def test_cli_compile_writes_resources_in_the_kfp_sdk_form(tmp_path, capsys):
+  out = tmp_path / 'gpu.yaml'
+  status = cli.main(['pipeline', 'compile', '--output', str(out), '--image', IMAGE,
+                     '--pipeline-root', ROOT, '--trainer-gpus', '2', '--cpu-request', '500m',
+                     '--cpu-request', 'Trainer=4', '--memory-request', 'Trainer=8Gi',
+                     '--memory-limit', 'Trainer=16G', '--memory-request', 'Evaluator=2G'])
+  assert status == 0, capsys.readouterr().err
+  # Read back as kfp.Client reads a package, then as the PipelineSpec proto.
+  from kfp.client import client as kfp_client  # pylint: disable=g-import-not-at-top
+  spec = kfp_client._extract_pipeline_yaml(str(out)).pipeline_spec  # pylint: disable=protected-access
+  assert spec == kfp_local.load_pipeline_spec(str(out))
+
+  def resources(task):
+    label = spec.components[spec.root.dag.tasks[task].component_ref.name].executor_label
+    return spec.deployment_spec.fields['executors'].struct_value.fields[label] \
+        .struct_value.fields['container'].struct_value.fields.get('resources')
+
+  trainer = json_format.MessageToDict(resources('Trainer'))
+  assert trainer == _kfp_sdk_resources(tmp_path)  # exactly what kfp's compiler writes
+  assert trainer == {'accelerator': {'count': '2', 'type': 'nvidia.com/gpu'}, 'cpuRequest': 4.0,
+                     'memoryRequest': pytest.approx(8 * 2**30 / 1e9), 'memoryLimit': 16.0}
+  # And it parses as the container's typed ResourceSpec of pipeline_spec_pb2.
+  from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=g-import-not-at-top
+  typed = json_format.ParseDict(
+      trainer, pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec())
+  assert typed.accelerator.count == 2 and typed.accelerator.type == 'nvidia.com/gpu'
+  assert typed.cpu_request == 4.0 and typed.memory_limit == 16.0
+  assert json_format.MessageToDict(resources('Evaluator')) == {'cpuRequest': 0.5,
+                                                               'memoryRequest': 2.0}
+  assert json_format.MessageToDict(resources('Pusher')) == {'cpuRequest': 0.5}
+
+
+def test_no_resource_flags_write_no_resources(compiled):
+  with open(compiled, encoding='utf-8') as f:
+    executors = yaml.safe_load(f)['deploymentSpec']['executors']
+  assert not any('resources' in e['container'] for e in executors.values())
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--cpu-request', 'Trainer=lots'], '--cpu-request Trainer=lots: Invalid cpu string'),
+    (['--memory-request', '4GB'], '--memory-request 4GB: Invalid memory string'),
+    (['--cpu-request', 'Trainr=2'], "resources for task(s) ['Trainr'], which the pipeline"),
+    (['--trainer-gpus', '-1'], '--trainer-gpus -1: must be an int >= 0'),
+    (['--cpu-request', '4', '--cpu-limit', 'Trainer=2'],
+     '--cpu-request is above --cpu-limit for task Trainer (4 > 2 CPUs)'),
+])
+def test_bad_resource_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+  out = tmp_path / 'bad.yaml'
+  status = cli.main(['pipeline', 'compile', '--output', str(out), '--image', IMAGE,
+                     '--pipeline-root', ROOT] + flags)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 2 and len(err) == 1, err
+  assert message in err[0]
+  assert not out.exists()

@@ -7,7 +7,9 @@ tasks through their executor_output.json. The test drives it through its command
 
 It imports a folder of the user's `.npz` codes (NpzCodeImport, a file-based ExampleGen whose
 compiled task also has TFX's `preCacheCheck` driver hook); the local end-to-end test covers
-the synthetic ExampleGen.
+the synthetic ExampleGen. The spec runs twice on one pipeline root: the first run has no
+baseline (nothing pushed yet: BaselinePicker says so and the Evaluator blesses on the bound
+alone), the second compares with the model the first run pushed.
 """
 import glob
 import json
@@ -61,8 +63,17 @@ def test_compiled_pipeline_runs_task_by_task_through_its_container_commands(tmp_
   lines = captured.err.strip().splitlines()  # one line as a task starts, one as it ends
   assert sum(line.endswith('...') for line in lines) == len(spec.root.dag.tasks)
   assert sum(' done in ' in line for line in lines) == len(spec.root.dag.tasks)
+  run_1 = os.path.join(root, 'run-1')
   for task in spec.root.dag.tasks:
-    assert os.path.isfile(os.path.join(root, task, 'executor.log'))
+    assert os.path.isfile(os.path.join(run_1, task, 'executor.log'))
+
+  # First run: nothing pushed yet, so no baseline; TFMA evaluated the candidate alone.
+  from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
+  picked = produced['BaselinePicker']['baseline']['metadata']
+  assert picked['has_baseline'] == 0 and picked['baseline_source'].startswith('no baseline: ')
+  assert 'no baseline' in open(os.path.join(run_1, 'BaselinePicker', 'executor.log')).read()
+  first = inspect_runs.read_metrics(produced['Evaluator']['evaluation']['uri'])
+  assert set(first) == {'candidate'} and not first['candidate']['changes']
 
   # Files 9, 19, 29, 39 form the eval split (index splits 9:1), their codes unchanged.
   examples = produced['NpzCodeImport']['examples']
@@ -108,3 +119,25 @@ def test_compiled_pipeline_runs_task_by_task_through_its_container_commands(tmp_
   assert by_name['Evaluator.blessing'].endswith('(blessed)')
   assert by_name['RealCompressionCheck.blessing'].endswith('(blessed)')
   assert by_name['Pusher.pushed_model'].endswith(f'(pushed to {pushed["pushed_destination"]})')
+  assert by_name['BaselinePicker.baseline'].endswith(f'({picked["baseline_source"]})')
+
+  # Second run of the same spec on the same root: the first run's push is the baseline.
+  status = cli.main(['pipeline', 'run-compiled', spec_path, '--pipeline-root', root, '--json'])
+  captured = capsys.readouterr()
+  assert status == 0, captured.err
+  second = json.loads(captured.out)
+  assert second['Evaluator']['evaluation']['uri'].startswith(os.path.join(root, 'run-2') + os.sep)
+  picked = second['BaselinePicker']['baseline']['metadata']
+  assert picked['has_baseline'] == 1
+  assert picked['baseline_version'] == os.path.basename(pushed['pushed_destination'])
+  by_role = inspect_runs.read_metrics(second['Evaluator']['evaluation']['uri'])
+  assert set(by_role) == {'candidate', 'baseline'}
+  # TFMA evaluated the pushed model as the baseline and reports candidate - baseline.
+  assert by_role['baseline']['metrics']['code_length'] == pytest.approx(code_length, abs=1e-6)
+  change = by_role['candidate']['changes']['code_length']
+  assert change == pytest.approx(
+      by_role['candidate']['metrics']['code_length'] - by_role['baseline']['metrics']['code_length'],
+      abs=1e-6)
+  # The change threshold was checked: blessed exactly when no worse than the baseline.
+  blessed = second['Evaluator']['blessing']['metadata']['blessed'] == 1
+  assert blessed == (change <= configs.RunSettings().change_tolerance)

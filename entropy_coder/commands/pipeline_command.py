@@ -78,7 +78,9 @@ def register(subparsers):
       'ML-Metadata or retries: it checks what the image would run, not the cluster.')
   local_parser.add_argument('spec', metavar='SPEC', help='compiled .yaml (pipeline compile)')
   local_parser.add_argument('--pipeline-root', required=True,
-                            help='local directory for the artifacts and each task\'s logs')
+                            help='local directory: each run\'s artifacts and task logs go to '
+                            'run-<N>/ under it (the next free N); the compiled push destination '
+                            'is shared by the runs')
   local_parser.add_argument('--json', action='store_true',
                             help='print every output artifact (uri, metadata) as JSON')
   local_parser.set_defaults(func=run_compiled)
@@ -113,6 +115,19 @@ def _add_kubeflow_arguments(parser):
   parser.add_argument('--pipeline-root', default=configs.DEFAULT_KFP_PIPELINE_ROOT,
                       help='artifact root the containers can write (gs://, s3:// or a shared '
                       'volume path); the Pusher pushes under <root>/serving_model')
+  group = parser.add_argument_group(
+      'resources of the compiled tasks (written as kfp 2.0.1 writes them; AMOUNT applies to every '
+      'task, TASK=AMOUNT to one, e.g. Trainer=4; repeatable)')
+  group.add_argument('--trainer-gpus', type=int, default=0, metavar='N',
+                     help='GPUs for the Trainer task (accelerator count; default 0)')
+  group.add_argument('--gpu-type', default='nvidia.com/gpu',
+                     help='accelerator type of --trainer-gpus (default nvidia.com/gpu)')
+  group.add_argument('--cpu-request', action='append', metavar='[TASK=]CPU',
+                     help="CPU request, kfp's form: '2', '500m'")
+  group.add_argument('--memory-request', action='append', metavar='[TASK=]MEM',
+                     help="memory request, kfp's form: '4G', '512Mi'")
+  group.add_argument('--cpu-limit', action='append', metavar='[TASK=]CPU', help='CPU limit')
+  group.add_argument('--memory-limit', action='append', metavar='[TASK=]MEM', help='memory limit')
 
 
 def settings_from_args(args):
@@ -183,13 +198,22 @@ def summary(evaluation, paths):
   return '\n'.join(line for line in lines if line)
 
 
+def resources_from_args(args):
+  from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  return kubeflow_runner.parse_resources(
+      cpu_request=args.cpu_request, memory_request=args.memory_request,
+      cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
+      trainer_gpus=args.trainer_gpus, gpu_type=args.gpu_type)
+
+
 def compile_(args):
   from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
   settings = settings_from_args(args)
+  resources = resources_from_args(args)
   output_files.check_output_file(args.output, overwrite=True, flag='--output')
   path = kubeflow_runner.compile_pipeline(args.output, settings, image=args.image,
-                                          pipeline_root=args.pipeline_root)
+                                          pipeline_root=args.pipeline_root, resources=resources)
   print(f'compiled {path} (image {args.image}, pipeline root {args.pipeline_root})')
   return 0
 
@@ -203,7 +227,8 @@ def submit(args):
       directory = stack.enter_context(tempfile.TemporaryDirectory())
       package = kubeflow_runner.compile_pipeline(
           os.path.join(directory, 'pipeline.yaml'), settings_from_args(args),
-          image=args.image, pipeline_root=args.pipeline_root)
+          image=args.image, pipeline_root=args.pipeline_root,
+          resources=resources_from_args(args))
     run_id, url = kfp_submit.submit(
         package, args.host, pipeline_root=args.pipeline_root, experiment=args.experiment,
         namespace=args.namespace, run_name=args.run_name, timeout=args.timeout)
@@ -220,16 +245,19 @@ def run_compiled(args):
   # The spec first: a bad one fails in one line before any folder is made.
   kfp_local.check_runnable(kfp_local.load_pipeline_spec(args.spec), args.spec)
   _check_pipeline_root(args.pipeline_root)
-  produced = kfp_local.outputs_as_json(kfp_local.run_compiled(args.spec, args.pipeline_root))
+  run_dir = kfp_local.next_run_dir(args.pipeline_root)
+  produced = kfp_local.outputs_as_json(
+      kfp_local.run_compiled(args.spec, args.pipeline_root, run_dir=run_dir))
   if args.json:
     print(json.dumps(produced, indent=2, sort_keys=True))
   else:
-    print(compiled_run_summary(produced, args.spec, args.pipeline_root))
+    print(compiled_run_summary(produced, args.spec, run_dir))
   return 0
 
 
 def compiled_run_summary(produced, spec, root):
-  """One line per output artifact; blessings and the push with their verdicts."""
+  """One line per output artifact (`root`: the run's folder); blessings, the baseline and the
+  push with their verdicts."""
   rows = []
   for task, outputs in produced.items():
     for key, artifact in outputs.items():
@@ -239,6 +267,9 @@ def compiled_run_summary(produced, spec, root):
         notes.append('blessed' if metadata['blessed'] == 1 else 'NOT BLESSED')
         if metadata.get('reason'):
           notes[-1] += f': {metadata["reason"]}'
+      if 'has_baseline' in metadata:
+        notes.append(metadata.get('baseline_source') or
+                     ('baseline' if metadata['has_baseline'] == 1 else 'no baseline'))
       if 'pushed' in metadata:
         notes.append(f'pushed to {metadata.get("pushed_destination")}' if metadata['pushed'] == 1
                      else 'not pushed')

@@ -65,6 +65,16 @@ def register(subparsers):
   submit_parser.add_argument('--run-name', help='name of the run in the KFP UI')
   submit_parser.add_argument('--timeout', type=float, default=30.0,
                              help='seconds to wait for the server (default 30)')
+  auth = submit_parser.add_argument_group(
+      'authentication (kfp.Client\'s existing_token, credentials, cookies, proxy, ssl_ca_cert)')
+  auth.add_argument('--token', help=f'bearer token (default: the environment\'s '
+                     f'{kfp_submit.TOKEN_ENV}, which keeps it out of the process list)')
+  auth.add_argument('--token-file', help='file holding the bearer token, re-read on every '
+                     'request (e.g. a projected service-account token)')
+  auth.add_argument('--cookies', help="session cookies, 'name=value; ...' (e.g. the "
+                    'authservice_session cookie of a Dex login)')
+  auth.add_argument('--proxy', help='HTTP(S) proxy URL to reach the API through')
+  auth.add_argument('--ssl-ca-cert', help='PEM CA bundle that signed the server\'s certificate')
   _add_kubeflow_arguments(submit_parser)
   _add_settings_arguments(submit_parser)
   submit_parser.set_defaults(func=submit)
@@ -221,6 +231,10 @@ def compile_(args):
 def submit(args):
   from entropy_coder.pipeline import kfp_submit  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
+  # Credentials first: a bad token file fails before anything is compiled.
+  auth = kfp_submit.Auth.from_flags(token=args.token, token_file=args.token_file,
+                                    cookies=args.cookies, proxy=args.proxy,
+                                    ssl_ca_cert=args.ssl_ca_cert)
   with contextlib.ExitStack() as stack:
     package = args.package
     if not package:
@@ -231,7 +245,7 @@ def submit(args):
           resources=resources_from_args(args))
     run_id, url = kfp_submit.submit(
         package, args.host, pipeline_root=args.pipeline_root, experiment=args.experiment,
-        namespace=args.namespace, run_name=args.run_name, timeout=args.timeout)
+        namespace=args.namespace, run_name=args.run_name, timeout=args.timeout, auth=auth)
   print(f'started run {run_id}: {url}')
   return 0
 

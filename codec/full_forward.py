@@ -1,18 +1,22 @@
 """The whole progressive model on complete codes, in plain numpy (float64).
 
-This is the readable statement of the network (tests/data/reference/README.md, "Forward") that the
-incremental engine (`engine.py`) must agree with. The codec never codes with it: it is the
-reference the tests compare against, and the naive decoder's per-pixel evaluation (`naive.py`).
+This is the readable statement of the network's arithmetic that the incremental engine
+(`engine.py`) must agree with; the model's facts (taps, gates, clip, widths) are those of
+trainer/spec.py. The codec never codes with it: it is the reference the tests compare against,
+and the naive decoder's per-layer state (`naive.py`).
 
     x_k = 2*code[..., k*cd:(k+1)*cd] - 1            s_0 = 0, layer_rnn (h, c) = 0
     a   = concat(T(masked7x7(x_k)), T(conv3x3(s_k)))
-    row LSTM down the rows: z = conv1x3_masked(a[y]) + bias + conv1x3(h[y-1])  -> gates f,i,j,o
-    pred_k = T(out1x1_b(T(out1x1_a(h))))            P(1) = (clip(pred, -0.999, 0.999) + 1) / 2
+    row LSTM down the rows: z = conv1x3_masked(a[y]) + bias + conv1x3(h[y-1])  -> spec.lstm_cell
+    pred_k = T(out1x1_b(T(out1x1_a(h))))            P(1) = (clip(pred, +-spec.PRED_CLIP) + 1) / 2
     s_{k+1} = T(R_b(T(R_a(layer_rnn_LSTM(T(state_b(T(state_a(x_k)))))))))
 """
 import numpy as np
 
-from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
+from entropy_coder.trainer import spec
+
+
+_TAPS_3X3 = spec.live_taps(np.ones((3, 3)))  # all nine, in raster order
 
 
 def _sigmoid(x):
@@ -30,29 +34,30 @@ def _shifted(x, dy, dx):
   return out
 
 
-def _conv3x3(x, kernel, bias):
+def _taps(x, taps, kernel, bias):
+  """bias + sum over t of x shifted by taps[t] = (dy, dx), times kernel[t] [cin, cout]."""
   out = bias + np.zeros(x.shape[:3] + (kernel.shape[-1],))
-  for ky in range(3):
-    for kx in range(3):
-      out += _shifted(x, ky - 1, kx - 1) @ kernel[ky, kx]
+  for (dy, dx), weights in zip(taps, kernel):
+    out += _shifted(x, dy, dx) @ weights
   return out
 
 
+def _conv3x3(x, kernel, bias):
+  return _taps(x, _TAPS_3X3, kernel.reshape((9,) + kernel.shape[2:]), bias)
+
+
 def _lstm_gates(z, c_prev):
-  f, i, j, o = np.split(z, 4, axis=-1)
-  c = _sigmoid(f) * c_prev + _sigmoid(i) * np.tanh(j)
-  return _sigmoid(o) * np.tanh(c), c
+  """spec.lstm_cell on the last axis."""
+  return spec.lstm_cell(z, c_prev, _sigmoid, np.tanh, lambda v, n: np.split(v, n, axis=-1))
 
 
 def _layer_prediction(net, k, x, s):
   """pred_k [B,H,W,cd] of layer k from its ±1 bits x and the state s."""
   _, height, width, _ = x.shape
-  hd = 2 * net.layer_depth
-  a0 = net.b7[k] + np.zeros(x.shape[:3] + (hd,))
-  for t, (dy, dx) in enumerate(TAPS_7X7):
-    a0 += _shifted(x, dy, dx) @ net.w7[k, t]
+  hd = spec.hidden_depth(net.layer_depth)
+  a0 = _taps(x, spec.TAPS_7X7, net.w7[k], net.b7[k])
   a = np.concatenate([np.tanh(a0), np.tanh(_conv3x3(s, net.w3s[k], net.b3s[k]))], axis=-1)
-  z_in = net.bl[k] + _shifted(a, 0, -1) @ net.win[k, 0] + a @ net.win[k, 1]
+  z_in = _taps(a, spec.ROW_INPUT_TAPS, net.win[k], net.bl[k])
   h = np.zeros((x.shape[0], width, hd))
   c = np.zeros_like(h)
   rows = []
@@ -91,15 +96,15 @@ def full_forward(net, codes, layers=None):
     layers = net.layers_of(codes.shape[-1], '<codes>')
   x_all = 2.0 * codes.astype(np.float64) - 1.0
   batch, height, width, _ = codes.shape
-  hd = 2 * cd
+  hd = spec.hidden_depth(cd)
   s = np.zeros((batch, height, width, cd))
   rnn_h = np.zeros((batch, height, width, hd))
   rnn_c = np.zeros_like(rnn_h)
   probs = []
   for k in range(layers):
-    x = x_all[..., k * cd:(k + 1) * cd]
+    x = x_all[..., spec.layer_channels(k, cd)]
     pred = _layer_prediction(net, k, x, s)
-    probs.append((np.clip(pred, -PRED_CLIP, PRED_CLIP) + 1.0) / 2.0)
+    probs.append((np.clip(pred, -spec.PRED_CLIP, spec.PRED_CLIP) + 1.0) / 2.0)
     if k + 1 < layers:
       s, rnn_h, rnn_c = _next_state(net, k, x, rnn_h, rnn_c)
   return np.concatenate(probs, axis=-1)

@@ -1,75 +1,25 @@
 """The progressive model's weights, checked and laid out for the codec's arithmetic.
 
-Weight names and shapes are those of tests/data/reference/README.md (cd = layer_depth, h = 2cd):
-
-    layer{k}/brnn/adaptation0_masked7x7/kernel [7,7,cd,h], bias [h]     a0 = T(masked7x7(x_k))
-    layer{k}/brnn/adaptation1_conv3x3/kernel   [3,3,cd,h], bias [h]     a1 = T(conv3x3(s_k))
-    layer{k}/brnn/row_lstm/input_conv/kernel   [1,3,2h,4h]              on a = concat(a0, a1)
-    layer{k}/brnn/row_lstm/hidden_conv/kernel  [1,3,h,4h], bias [4h]    gates f, i, j, o
-    layer{k}/brnn/out1x1_a/kernel [1,1,h,h], bias [h]; out1x1_b/kernel [1,1,h,cd], bias [cd]
-    layer{k}/brnn/channel_ar/kernel [cd,cd,h]   (only with model_config channel_causal)
-    layer{k}/state_block/conv3x3_a/kernel [3,3,cd,h], bias; conv3x3_b/kernel [3,3,h,cd], bias
-    layer_rnn/lstm/input_conv/kernel [1,1,cd,4h], hidden_conv/kernel [1,1,h,4h], bias [4h]
-    layer_rnn/out1x1_a/kernel [1,1,h,h], bias; layer_rnn/out1x1_b/kernel [1,1,h,cd], bias
-
-The masks are applied here, always: the reference file stores masked kernels unmasked, ours may
-store them masked, and masking twice changes nothing. The arrays are float64 here (the numpy full
-forward's precision); the engine takes exact float32 copies (`engine.float32_network`), so the
-encoder and the decoder start from the very same numbers.
+The weights a model must hold (names, shapes, masks, live taps) are trainer/spec.py's, the
+model's one definition; `Network` says where each lands. The masks are applied here, always: the
+reference file stores masked kernels unmasked, ours may store them masked, and masking twice
+changes nothing. The arrays are float64 here (the numpy full forward's precision); the engine
+takes exact float32 copies (`engine.float32_network`), so the encoder and the decoder start from
+the very same numbers.
 """
 import dataclasses
 
 import numpy as np
 
 from entropy_coder.errors import UserError, describe
-from entropy_coder.trainer import masks
-from entropy_coder.trainer.config import code_layers
+from entropy_coder.trainer import spec
+from entropy_coder.trainer.config import ModelConfig, code_layers
 
-# pred_k is clipped to [-PRED_CLIP, PRED_CLIP] before P(1) = (pred + 1) / 2 (the original's eps).
-PRED_CLIP = 0.999
-# The strict 7x7 raster mask (trainer.masks, the one definition of the masks) keeps rows above
-# the centre and, in the centre row, columns left of it: (dy, dx) offsets of the 24 kept taps,
-# in kernel order.
-TAPS_7X7 = tuple((int(ky) - 3, int(kx) - 3)
-                 for ky, kx in zip(*np.nonzero(masks.raster_mask(7, 7, strict=True))))
-channel_ar_mask = masks.channel_ar_mask  # U[j, c, :] is used only for j < c
-
-
-def weight_shapes(layer_depth, layer_count, channel_causal):
-  """name -> expected shape of every weight the model must hold."""
-  cd, h = layer_depth, 2 * layer_depth
-  shapes = {}
-  for k in range(layer_count):
-    p = f'layer{k}/'
-    shapes.update({
-        p + 'brnn/adaptation0_masked7x7/kernel': (7, 7, cd, h),
-        p + 'brnn/adaptation0_masked7x7/bias': (h,),
-        p + 'brnn/adaptation1_conv3x3/kernel': (3, 3, cd, h),
-        p + 'brnn/adaptation1_conv3x3/bias': (h,),
-        p + 'brnn/row_lstm/input_conv/kernel': (1, 3, 2 * h, 4 * h),
-        p + 'brnn/row_lstm/hidden_conv/kernel': (1, 3, h, 4 * h),
-        p + 'brnn/row_lstm/bias': (4 * h,),
-        p + 'brnn/out1x1_a/kernel': (1, 1, h, h),
-        p + 'brnn/out1x1_a/bias': (h,),
-        p + 'brnn/out1x1_b/kernel': (1, 1, h, cd),
-        p + 'brnn/out1x1_b/bias': (cd,),
-        p + 'state_block/conv3x3_a/kernel': (3, 3, cd, h),
-        p + 'state_block/conv3x3_a/bias': (h,),
-        p + 'state_block/conv3x3_b/kernel': (3, 3, h, cd),
-        p + 'state_block/conv3x3_b/bias': (cd,),
-    })
-    if channel_causal:
-      shapes[p + 'brnn/channel_ar/kernel'] = (cd, cd, h)
-  shapes.update({
-      'layer_rnn/lstm/input_conv/kernel': (1, 1, cd, 4 * h),
-      'layer_rnn/lstm/hidden_conv/kernel': (1, 1, h, 4 * h),
-      'layer_rnn/lstm/bias': (4 * h,),
-      'layer_rnn/out1x1_a/kernel': (1, 1, h, h),
-      'layer_rnn/out1x1_a/bias': (h,),
-      'layer_rnn/out1x1_b/kernel': (1, 1, h, cd),
-      'layer_rnn/out1x1_b/bias': (cd,),
-  })
-  return shapes
+# The model's facts the codec modules use, from trainer/spec.py (not restated here): the clip of
+# pred, the (dy, dx) of adaptation0's 24 live 7x7 taps (w7's order), channel_ar's mask.
+PRED_CLIP = spec.PRED_CLIP
+TAPS_7X7 = spec.TAPS_7X7
+channel_ar_mask = spec.channel_ar_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +27,12 @@ class Network:
   """Checked weights of one model (float64), stacked over layers (leading axis = layer k).
 
   Masked kernels are stored masked; `w7` keeps only the 24 live taps of the 7x7 kernel (in
-  TAPS_7X7 order) and `win` only the live taps x-1 and x of the row LSTM input conv.
+  TAPS_7X7 order) and `win` only the live taps of the row LSTM input conv (spec.ROW_INPUT_TAPS:
+  x-1 and x). Weight names: w7, b7 = layer{k}/brnn/adaptation0_masked7x7; w3s, b3s =
+  adaptation1_conv3x3; win, wh, bl = brnn/row_lstm (input_conv, hidden_conv, bias); wa, ba and
+  wb, bb = brnn/out1x1_a and _b; car = brnn/channel_ar; sa, sab and sb, sbb =
+  state_block/conv3x3_a and _b; rin, rh, rb = layer_rnn/lstm; ra, rab and rbw, rbb =
+  layer_rnn/out1x1_a and _b.
   """
   layer_depth: int
   layer_count: int
@@ -125,7 +80,8 @@ def build_network(model_files):
   coded = config.get('coded_layer_count', 0) or count
   source = model_files.path or '<model>'
   weights = model_files.weights
-  for name, shape in weight_shapes(cd, count, causal).items():
+  shapes = spec.weight_shapes(ModelConfig(layer_depth=cd, layer_count=count, channel_causal=causal))
+  for name, shape in shapes.items():
     if name not in weights:
       raise UserError(describe(source, f'weights.npz has no "{name}" (shape {list(shape)}); '
                                'the model does not match its model_config'))
@@ -140,19 +96,21 @@ def build_network(model_files):
     return np.asarray(weights[name], dtype=np.float64)
 
   def stacked(suffix, transform=lambda a: a):
-    return np.ascontiguousarray(np.stack([transform(get(f'layer{k}/{suffix}')) for k in range(count)]))
+    return np.ascontiguousarray(np.stack([transform(get(spec.layer_weight(k, suffix)))
+                                          for k in range(count)]))
 
-  taps = np.array(TAPS_7X7) + 3
-  h = 2 * cd
+  h = spec.hidden_depth(cd)
   ar_mask = channel_ar_mask(cd)
   return Network(
       layer_depth=cd, layer_count=count, max_layers=coded, channel_causal=causal,
       fingerprint=model_files.fingerprint, source=source,
-      w7=stacked('brnn/adaptation0_masked7x7/kernel', lambda a: a[taps[:, 0], taps[:, 1]]),
+      w7=stacked('brnn/adaptation0_masked7x7/kernel',
+                 lambda a: spec.live_kernel(a, spec.ADAPTATION0_MASK)),
       b7=stacked('brnn/adaptation0_masked7x7/bias'),
       w3s=stacked('brnn/adaptation1_conv3x3/kernel'),
       b3s=stacked('brnn/adaptation1_conv3x3/bias'),
-      win=stacked('brnn/row_lstm/input_conv/kernel', lambda a: a[0, :2]),
+      win=stacked('brnn/row_lstm/input_conv/kernel',
+                  lambda a: spec.live_kernel(a, spec.ROW_INPUT_MASK)),
       wh=stacked('brnn/row_lstm/hidden_conv/kernel', lambda a: a[0]),
       bl=stacked('brnn/row_lstm/bias'),
       wa=stacked('brnn/out1x1_a/kernel', lambda a: a[0, 0]),

@@ -8,6 +8,8 @@ import pytest
 from helpers import README_FIDELITY, REFERENCE_DIR
 from entropy_coder import model_files
 from entropy_coder.codec import arith, engine, full_forward, network
+from entropy_coder.trainer import spec
+from entropy_coder.trainer.config import ModelConfig
 
 # Engine (float32) against the float64 full forward: a few float32 roundings of P in (0, 1).
 FLOAT32_TOLERANCE = 5e-6
@@ -154,7 +156,8 @@ def test_channel_causal_bit_sees_earlier_bits_of_its_pixel_only(layer_depth):
 
 def _random_causal_net(layer_depth, rng):
   """A random channel-causal model (weights of the right shapes), as a Network."""
-  shapes = network.weight_shapes(layer_depth, 2, True)
+  shapes = spec.weight_shapes(ModelConfig(layer_depth=layer_depth, layer_count=2,
+                                          channel_causal=True))
   weights = {name: rng.normal(0, 0.7, shape).astype(np.float32) for name, shape in shapes.items()}
   files = model_files.ModelFiles(weights=weights, fingerprint='0' * 64, path='<random>',
                                  model_config={'layer_depth': layer_depth, 'layer_count': 2,

@@ -1,7 +1,8 @@
 """The trainer's export and the codec's engine are one model: same probabilities, round trips.
 
-The Keras model (trainer/) and the TensorFlow-free codec engine (codec/) are written apart; this
-checks they agree through the model directory the Trainer exports, in both model modes.
+The Keras model (trainer/) and the TensorFlow-free codec engine (codec/) take the model's facts
+from one definition (trainer/spec.py) but do the arithmetic apart; this checks the arithmetic
+agrees through the model directory the Trainer exports, in both model modes.
 """
 import numpy as np
 import pytest

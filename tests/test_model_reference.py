@@ -1,11 +1,13 @@
 """The Keras model loaded with the original TF1 model's weights reproduces its probabilities."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from helpers import README_FIDELITY, REFERENCE_DIR
-from entropy_coder.trainer import code_length
+from entropy_coder.trainer import code_length, spec
 from entropy_coder.trainer.config import ModelConfig
 from entropy_coder.trainer.model import ProgressiveModel, parameter_count
 
@@ -65,3 +67,40 @@ def test_parameter_count_relates_to_the_originals_10094():
   assert parameter_count(synthetic, include_masked=False) == 10094 - 8 * (25 * 8 + 1 * 128)
   assert parameter_count(ModelConfig(layer_depth=32, layer_count=16)) == 4988256
   assert parameter_count(ModelConfig(layer_depth=1, layer_count=8)) == 2601
+
+
+def test_the_model_is_built_from_its_spec():
+  """trainer/spec.py is the one definition: the Keras weights are its names and shapes, with its
+  initialisers (docs/ORIGINAL.md §8: the forget bias starts at 1, gates f, i, j, o)."""
+  config = ModelConfig(layer_depth=2, layer_count=3, channel_causal=True)
+  model = ProgressiveModel(config, seed=3)
+  assert {name: tuple(v.shape) for name, v in model.named_variables_by_name().items()} == \
+      spec.weight_shapes(config)
+  h = config.hidden_depth
+  assert h == spec.hidden_depth(2) == 4
+  named = model.named_weights()
+  for name in ('layer1/brnn/row_lstm/bias', 'layer_rnn/lstm/bias'):
+    np.testing.assert_array_equal(named[name], [1.0] * h + [0.0] * 3 * h)
+  assert not named['layer2/brnn/channel_ar/kernel'].any()
+  kernel = named['layer0/brnn/adaptation1_conv3x3/kernel']
+  assert 0 < np.abs(kernel).max() <= 2 / np.sqrt(3 * 3 * 2)  # 2-sigma truncated normal
+
+
+def test_the_spec_states_gates_clip_and_live_taps():
+  z = np.arange(8.0)  # h = 2: f = (0, 1), i = (2, 3), j = (4, 5), o = (6, 7)
+  sigmoid = lambda v: 1 / (1 + np.exp(-v))
+  h, c = spec.lstm_cell(z, np.array([10.0, 20.0]), sigmoid, np.tanh,
+                        lambda v, n: np.split(v, n, axis=-1))
+  want_c = sigmoid(z[:2]) * [10.0, 20.0] + sigmoid(z[2:4]) * np.tanh(z[4:6])
+  np.testing.assert_array_equal(c, want_c)
+  np.testing.assert_array_equal(h, sigmoid(z[6:]) * np.tanh(want_c))
+  assert spec.PRED_CLIP == 0.999 and spec.EPSILON == 0.001
+  assert len(spec.TAPS_7X7) == 24 and spec.ROW_INPUT_TAPS == ((0, -1), (0, 0))
+  assert spec.layer_channels(3, 2) == slice(6, 8)
+
+
+def test_the_spec_imports_without_tensorflow():
+  code = ('import sys; from entropy_coder.trainer import spec; '
+          'from entropy_coder.codec import engine, full_forward, network; '
+          'assert "tensorflow" not in sys.modules, "TensorFlow imported"')
+  subprocess.run([sys.executable, '-c', code], check=True)

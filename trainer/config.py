@@ -8,6 +8,7 @@ import json
 import os
 
 from entropy_coder.errors import UserError, describe
+from entropy_coder.trainer import spec
 
 _CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
@@ -22,8 +23,8 @@ class ModelConfig:
 
   @property
   def hidden_depth(self):
-    """h = 2 * cd, the width of every hidden stage (docs/ORIGINAL.md §5)."""
-    return 2 * self.layer_depth
+    """h, the width of every hidden stage: spec.hidden_depth (docs/ORIGINAL.md §5)."""
+    return spec.hidden_depth(self.layer_depth)
 
   def coded_depth(self, depth, source='<code>', model='the model'):
     """How many channels of a depth-`depth` code are modelled: all of them. UserError if the

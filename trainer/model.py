@@ -30,73 +30,25 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from entropy_coder.trainer import masks
+from entropy_coder.trainer import spec
 from entropy_coder.trainer.config import ModelConfig
-
-# Predictions are clipped to +-(1 - EPSILON) before the code length (docs/ORIGINAL.md §5).
-EPSILON = 0.001
+from entropy_coder.trainer.spec import parameter_count  # noqa: F401 (re-exported)
 
 
-def _conv_spec(kernel_height, kernel_width, cin, cout, mask=None, bias=True, forget_bias=False):
-  """Weight specs of one convolution: kernel (+ bias). Init as the original: truncated normal
-  (2 sigma) with std 1/sqrt(kh*kw*cin), masked taps included; biases 0 (LSTM: 1 on f)."""
-  specs = {'kernel': ((kernel_height, kernel_width, cin, cout),
-                      ('truncated_normal', 1.0 / np.sqrt(kernel_height * kernel_width * cin)),
-                      mask)}
-  if bias:
-    specs['bias'] = ((cout,), ('forget_bias' if forget_bias else 'zeros', None), None)
-  return specs
-
-
-def weight_specs(config):
-  """name -> (shape, (initializer kind, stddev), spatial mask or None), in the reference names."""
-  cd, h = config.layer_depth, config.hidden_depth
-  strict7 = masks.raster_mask(7, 7, strict=True)
-  nonstrict13 = masks.raster_mask(1, 3, strict=False)
-  blocks = {}
-  for k in range(config.layer_count):
-    layer = f'layer{k}'
-    blocks[f'{layer}/brnn/adaptation0_masked7x7'] = _conv_spec(7, 7, cd, h, mask=strict7)
-    blocks[f'{layer}/brnn/adaptation1_conv3x3'] = _conv_spec(3, 3, cd, h)
-    blocks[f'{layer}/brnn/row_lstm/input_conv'] = _conv_spec(1, 3, 2 * h, 4 * h, mask=nonstrict13,
-                                                            bias=False)
-    blocks[f'{layer}/brnn/row_lstm/hidden_conv'] = _conv_spec(1, 3, h, 4 * h, bias=False)
-    blocks[f'{layer}/brnn/row_lstm/'] = {'bias': ((4 * h,), ('forget_bias', None), None)}
-    blocks[f'{layer}/brnn/out1x1_a'] = _conv_spec(1, 1, h, h)
-    blocks[f'{layer}/brnn/out1x1_b'] = _conv_spec(1, 1, h, cd)
-    if config.channel_causal:
-      blocks[f'{layer}/brnn/channel_ar'] = {
-          'kernel': ((cd, cd, h), ('zeros', None), masks.channel_ar_mask(cd))}
-    blocks[f'{layer}/state_block/conv3x3_a'] = _conv_spec(3, 3, cd, h)
-    blocks[f'{layer}/state_block/conv3x3_b'] = _conv_spec(3, 3, h, cd)
-  blocks['layer_rnn/lstm/input_conv'] = _conv_spec(1, 1, cd, 4 * h, bias=False)
-  blocks['layer_rnn/lstm/hidden_conv'] = _conv_spec(1, 1, h, 4 * h, bias=False)
-  blocks['layer_rnn/lstm/'] = {'bias': ((4 * h,), ('forget_bias', None), None)}
-  blocks['layer_rnn/out1x1_a'] = _conv_spec(1, 1, h, h)
-  blocks['layer_rnn/out1x1_b'] = _conv_spec(1, 1, h, cd)
-  specs = {}
-  for prefix, block in blocks.items():
-    for leaf, spec in block.items():
-      specs[prefix.rstrip('/') + '/' + leaf] = spec
-  return specs
-
-
-def _initializer(kind, stddev, seed):
-  if kind == 'truncated_normal':
-    return keras.initializers.TruncatedNormal(stddev=stddev, seed=seed)
-  if kind == 'forget_bias':
-    def forget_bias(shape, dtype=None):
-      depth = shape[0] // 4
-      return tf.constant(np.concatenate([np.ones(depth), np.zeros(3 * depth)]), dtype=dtype)
-    return forget_bias
-  return keras.initializers.Zeros()
+def _initializer(init, seed):
+  """The Keras initializer of a spec.Init."""
+  if init.kind == 'truncated_normal':
+    return keras.initializers.TruncatedNormal(stddev=init.stddev, seed=seed)
+  if init.kind == 'lstm_bias':
+    return lambda shape, dtype=None: tf.constant(spec.initial_lstm_bias(shape[0]), dtype=dtype)
+  if init.kind == 'zeros':
+    return keras.initializers.Zeros()
+  raise ValueError(f'unknown initializer {init.kind!r}')
 
 
 def _lstm_update(z, c_prev):
-  """Gate order f, i, j, o (docs/ORIGINAL.md §5); no peepholes."""
-  f, i, j, o = tf.split(z, 4, axis=-1)
-  c = tf.sigmoid(f) * c_prev + tf.sigmoid(i) * tf.tanh(j)
-  return tf.sigmoid(o) * tf.tanh(c), c
+  """spec.lstm_cell on the last axis."""
+  return spec.lstm_cell(z, c_prev, tf.sigmoid, tf.tanh, lambda v, n: tf.split(v, n, axis=-1))
 
 
 def _grouped_conv(inputs, kernels, mask=None):
@@ -137,14 +89,12 @@ class ProgressiveModel(keras.Model):
   def __init__(self, config: ModelConfig, seed=0, **kwargs):
     super().__init__(name='progressive', **kwargs)
     self.config = config
-    self._specs = weight_specs(config)
+    self._specs = spec.weight_specs(config)
     self._named = {}
-    for index, (name, (shape, (kind, stddev), _)) in enumerate(sorted(self._specs.items())):
+    for index, (name, weight) in enumerate(sorted(self._specs.items())):
       self._named[name] = self.add_weight(
-          name=name, shape=shape, dtype=tf.float32, trainable=True,
-          initializer=_initializer(kind, stddev, None if seed is None else seed * 1000 + index))
-    self._spatial_masks = {'adaptation0': self._specs['layer0/brnn/adaptation0_masked7x7/kernel'][2],
-                           'input_conv': self._specs['layer0/brnn/row_lstm/input_conv/kernel'][2]}
+          name=name, shape=weight.shape, dtype=tf.float32, trainable=True,
+          initializer=_initializer(weight.init, None if seed is None else seed * 1000 + index))
     self._masks = {name: tf.constant(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim))
                                      if mask.ndim == 2 else mask)
                    for name, (shape, _, mask) in self._specs.items() if mask is not None}
@@ -184,9 +134,10 @@ class ProgressiveModel(keras.Model):
                          f'{tuple(variable.shape)}')
       variable.assign(np.asarray(value, np.float32))
 
-  def _stacked(self, name_format, layers):
-    """[L, ...] stack of layer-k weights named name_format.format(k), for the first L layers."""
-    stacked = tf.stack([self.weight(name_format.format(k)) for k in range(self.config.layer_count)])
+  def _stacked(self, suffix, layers):
+    """[L, ...] stack of the layer-k weights `suffix` (spec.layer_weight), for the first L layers."""
+    stacked = tf.stack([self.weight(spec.layer_weight(k, suffix))
+                        for k in range(self.config.layer_count)])
     return stacked[:layers]
 
   # ---- forward --------------------------------------------------------------------------------
@@ -208,30 +159,30 @@ class ProgressiveModel(keras.Model):
     states = self._layer_states(x_layers, layers)  # [B, H, W, L, cd]: s_0 .. s_{L-1}
     stack = lambda name: self._stacked(name, layers)  # pylint: disable=unnecessary-lambda-assignment
     a0 = tf.tanh(tf.reshape(
-        _grouped_conv(x, stack('layer{}/brnn/adaptation0_masked7x7/kernel'), self._spatial_masks['adaptation0']),
-        [batch, height, width, layers, h]) + stack('layer{}/brnn/adaptation0_masked7x7/bias'))
+        _grouped_conv(x, stack('brnn/adaptation0_masked7x7/kernel'), spec.ADAPTATION0_MASK),
+        [batch, height, width, layers, h]) + stack('brnn/adaptation0_masked7x7/bias'))
     a1 = tf.tanh(tf.reshape(
         _grouped_conv(tf.reshape(states, [batch, height, width, layers * cd]),
-                             stack('layer{}/brnn/adaptation1_conv3x3/kernel')),
-        [batch, height, width, layers, h]) + stack('layer{}/brnn/adaptation1_conv3x3/bias'))
+                             stack('brnn/adaptation1_conv3x3/kernel')),
+        [batch, height, width, layers, h]) + stack('brnn/adaptation1_conv3x3/bias'))
     a = tf.concat([a0, a1], axis=-1)  # adaptation0 first, as the original
     z_input = tf.reshape(
         _grouped_conv(tf.reshape(a, [batch, height, width, layers * 2 * h]),
-                      stack('layer{}/brnn/row_lstm/input_conv/kernel'), self._spatial_masks['input_conv']),
-        [batch, height, width, layers, 4 * h]) + stack('layer{}/brnn/row_lstm/bias')
-    rows_h = self._row_lstm(z_input, stack('layer{}/brnn/row_lstm/hidden_conv/kernel'))
-    pre_a = (tf.einsum('bhwli,lio->bhwlo', rows_h, stack('layer{}/brnn/out1x1_a/kernel')[:, 0, 0])
-             + stack('layer{}/brnn/out1x1_a/bias'))
-    kernel_b = stack('layer{}/brnn/out1x1_b/kernel')[:, 0, 0]  # [L, h, cd]
-    bias_b = stack('layer{}/brnn/out1x1_b/bias')
+                      stack('brnn/row_lstm/input_conv/kernel'), spec.ROW_INPUT_MASK),
+        [batch, height, width, layers, len(spec.GATES) * h]) + stack('brnn/row_lstm/bias')
+    rows_h = self._row_lstm(z_input, stack('brnn/row_lstm/hidden_conv/kernel'))
+    pre_a = (tf.einsum('bhwli,lio->bhwlo', rows_h, stack('brnn/out1x1_a/kernel')[:, 0, 0])
+             + stack('brnn/out1x1_a/bias'))
+    kernel_b = stack('brnn/out1x1_b/kernel')[:, 0, 0]  # [L, h, cd]
+    bias_b = stack('brnn/out1x1_b/bias')
     if config.channel_causal:
       # Channel c's hidden units see the pixel's own bits j < c (mask keeps [j, c] for j < c).
       pre_a = pre_a[..., None, :] + tf.einsum(
-          'bhwlj,ljco->bhwlco', x_layers, stack('layer{}/brnn/channel_ar/kernel'))
+          'bhwlj,ljco->bhwlco', x_layers, stack('brnn/channel_ar/kernel'))
       pred = tf.tanh(tf.einsum('bhwlco,loc->bhwlc', tf.tanh(pre_a), kernel_b) + bias_b)
     else:
       pred = tf.tanh(tf.einsum('bhwli,lic->bhwlc', tf.tanh(pre_a), kernel_b) + bias_b)
-    pred = tf.clip_by_value(pred, -1.0 + EPSILON, 1.0 - EPSILON)
+    pred = tf.clip_by_value(pred, -spec.PRED_CLIP, spec.PRED_CLIP)
     return tf.reshape((pred + 1.0) / 2.0, [batch, height, width, layers * cd])
 
   def _layer_states(self, x_layers, layers):
@@ -240,8 +191,8 @@ class ProgressiveModel(keras.Model):
     per_layer = tf.transpose(x_layers, [3, 0, 1, 2, 4])  # [L, B, H, W, cd]
     stack = lambda name: self._stacked(name, layers)  # pylint: disable=unnecessary-lambda-assignment
     elems = (per_layer,
-             stack('layer{}/state_block/conv3x3_a/kernel'), stack('layer{}/state_block/conv3x3_a/bias'),
-             stack('layer{}/state_block/conv3x3_b/kernel'), stack('layer{}/state_block/conv3x3_b/bias'))
+             stack('state_block/conv3x3_a/kernel'), stack('state_block/conv3x3_a/bias'),
+             stack('state_block/conv3x3_b/kernel'), stack('state_block/conv3x3_b/bias'))
     rnn_in = self.weight('layer_rnn/lstm/input_conv/kernel')[0, 0]
     rnn_hidden = self.weight('layer_rnn/lstm/hidden_conv/kernel')[0, 0]
     rnn_bias = self.weight('layer_rnn/lstm/bias')
@@ -280,7 +231,7 @@ class ProgressiveModel(keras.Model):
     h = self.config.hidden_depth
     shape = tf.shape(z_input)
     layers = shape[3]
-    hidden = tf.reshape(hidden_kernels, [layers, 3 * h, 4 * h])  # taps x-1, x, x+1
+    hidden = tf.reshape(hidden_kernels, [layers, 3 * h, len(spec.GATES) * h])  # taps x-1, x, x+1
 
     def step(carry, z_row):
       row_h, row_c = carry
@@ -294,13 +245,3 @@ class ProgressiveModel(keras.Model):
     rows_h, _ = tf.scan(step, rows, initializer=(zeros, zeros))
     return tf.transpose(rows_h, [1, 0, 2, 3, 4])
 
-
-def parameter_count(config, include_masked=True):
-  """Parameters of the model; the original counted masked taps too (10,094 for synthetic)."""
-  total = 0
-  for shape, _, mask in weight_specs(config).values():
-    if mask is None or include_masked:
-      total += int(np.prod(shape))
-    else:
-      total += int(np.prod(shape) // mask.size * mask.sum())
-  return total

@@ -15,17 +15,28 @@ On synthetic 35x48x8 codes (`generate_codes`) with the reference weights of the 
    layers are checked against the input;
 3. real size (file and payload) against the theoretical code length, zstd -19 / xz -9 on the
    same packed codes (np.packbits, 1 bit per bit), and the header's share on small files (one
-   16x16x8 code, 500 of them, one 35x48x8 code).
+   16x16x8 code, 500 of them, one 35x48x8 code), in the current format (version 2) and in
+   version 1.
+
+`--images N` measures instead one file per image: N one-code .npz files of mixed small shapes
+(IMAGE_SHAPES), compressed and decompressed by the CLI in one process (`compress DIR -o OUT/`)
+and by one process per file (the first `--per-process` files), every run timed by its wall
+clock from outside (subprocess), the same way; the one-time start-up (a process coding one
+1x1x2 code); and in this process, the API one file at a time (`compress_with_stats` per file,
+what one process per file runs) against `compress_each` / `decompress_each` (the CLI's path:
+equal shapes share engine batches, a stream each), best of `--repeats`.
 
 Prints a Markdown table for docs/BENCHMARKS.md (and `--json` for machines).
 
     .venv/bin/python bench/bench_codec.py --repeats 3 --breakdown   # 512 codes, about 2 minutes
     .venv/bin/python bench/bench_codec.py --samples 128             # quicker
+    .venv/bin/python bench/bench_codec.py --images 500 --repeats 3  # one file per image
 """
 import argparse
 import json
 import lzma
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +45,7 @@ import numpy as np
 import threadpoolctl
 import zstandard
 
-from entropy_coder import codec, model_files
+from entropy_coder import codec, codes_format, model_files
 from entropy_coder.codec import bitstream, engine, naive, network, range_coder
 from entropy_coder.data_gen import synthetic
 
@@ -58,6 +69,10 @@ def _parse():
   parser.add_argument('--json', help='also write the results to this JSON file')
   parser.add_argument('--breakdown', action='store_true',
                       help='also measure where the decoder spends its CPU time (1 thread)')
+  parser.add_argument('--images', type=int, default=0,
+                      help='instead: one file per image, this many one-code files of mixed shapes')
+  parser.add_argument('--per-process', type=int, default=20,
+                      help='with --images: files timed with one process each')
   return parser.parse_args()
 
 
@@ -76,6 +91,8 @@ def _best(fn, repeats):
 
 def main():
   args = _parse()
+  if args.images:
+    return _images_main(args)
   with tempfile.TemporaryDirectory() as model_dir:
     weights = dict(np.load(args.weights, allow_pickle=False))
     model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
@@ -166,18 +183,23 @@ def _naive(net, codes, batch_size, layers, repeats):
 
 def _small_files(files, seed):
   """Header share on small files: one 16x16x8 code (the demo's shape), 500 of them (the demo
-  pipeline's eval split), one 35x48x8 code. Percent over the payload and over the theory."""
+  pipeline's eval split), one 35x48x8 code. Percent over the payload and over the theory, in
+  version 2 (what compress writes) and version 1 (before)."""
   rows = []
   for shape, count in (((16, 16, 8), 1), ((16, 16, 8), 500), ((35, 48, 8), 1)):
     codes = list(synthetic.generate_codes(seed, 0, count, shape=shape))
-    data, stats = codec.compress_with_stats(codes, files, threads=1)
+    data, stats = codec.compress_with_stats(codes, files, threads=1, format_version=2)
+    data_v1 = codec.compress(codes, files, threads=1, format_version=1)
     rows.append({
         'shape': list(shape), 'codes': count, 'file_bytes': stats.file_bytes,
         'payload_bytes': stats.payload_bytes, 'theory_bytes': stats.theoretical_bits / 8,
         'header_bytes': stats.file_bytes - stats.payload_bytes,
         'file_over_payload_percent': 100 * (stats.file_bytes / stats.payload_bytes - 1),
         'file_over_theory_percent': 100 * (8 * stats.file_bytes / stats.theoretical_bits - 1),
-        'payload_over_theory_percent': 100 * stats.gap})
+        'payload_over_theory_percent': 100 * stats.gap,
+        'v1_file_bytes': len(data_v1), 'v1_header_bytes': len(data_v1) - stats.payload_bytes,
+        'v1_file_over_payload_percent': 100 * (len(data_v1) / stats.payload_bytes - 1),
+        'v1_file_over_theory_percent': 100 * (8 * len(data_v1) / stats.theoretical_bits - 1)})
   return rows
 
 
@@ -272,13 +294,16 @@ def _table(r):
 
 
 def _small_file_rows(rows):
-  out = ['', 'Small files (header share):', '',
-         '| file | bytes: file / payload / theory | header | file vs payload | file vs theory |',
-         '|---|---|---|---|---|']
+  out = ['', 'Small files (header share), version 2; version 1 was:', '',
+         '| file | bytes: file / payload / theory | header | file vs payload | file vs theory '
+         '| v1: file, header, vs payload |',
+         '|---|---|---|---|---|---|']
   for row in rows:
     out.append(f'| {row["codes"]} x {"x".join(map(str, row["shape"]))} | {row["file_bytes"]:,} / '
                f'{row["payload_bytes"]:,} / {row["theory_bytes"]:,.1f} | {row["header_bytes"]:,} B '
-               f'| {row["file_over_payload_percent"]:+.1f}% | {row["file_over_theory_percent"]:+.1f}% |')
+               f'| {row["file_over_payload_percent"]:+.1f}% | {row["file_over_theory_percent"]:+.1f}% '
+               f'| {row["v1_file_bytes"]:,}, {row["v1_header_bytes"]:,} B, '
+               f'{row["v1_file_over_payload_percent"]:+.1f}% |')
   return out
 
 
@@ -301,6 +326,146 @@ def _breakdown_rows(b):
       f'| constriction range decoding (the same calls replayed) | {b["constriction_ms"]:.2f} | {share(b["constriction_ms"])} |',
       f'| rest (CRCs, header, result assembly; noise) | {rest:.2f} | {share(rest)} |',
   ]
+
+
+# ---- one file per image ------------------------------------------------------------------------
+
+# Mixed small shapes: the demo's 16x16x8, the issue's 22x48x16, the sample's 31x36x8, the
+# synthetic 35x48x8, and 20x30x16.
+IMAGE_SHAPES = ((16, 16, 8), (22, 48, 16), (31, 36, 8), (35, 48, 8), (20, 30, 16))
+
+
+def _cli(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  start = time.perf_counter()
+  done = subprocess.run([sys.executable, '-m', 'entropy_coder.cli', *args], capture_output=True,
+                        text=True, env=env, check=False)
+  seconds = time.perf_counter() - start
+  if done.returncode:
+    raise RuntimeError(f'{args}: {done.stderr}')
+  return seconds
+
+
+def _images_main(args):
+  n, r, threads = args.images, args.repeats, str(args.threads)
+  with tempfile.TemporaryDirectory() as work:
+    model_dir = os.path.join(work, 'model')
+    weights = dict(np.load(args.weights, allow_pickle=False))
+    model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
+    files = model_files.read_model_files(model_dir)
+    images, out, back = (os.path.join(work, name) for name in ('images', 'out', 'back'))
+    for directory in (images, out, back):
+      os.makedirs(directory)
+    codes = [synthetic.generate_codes(args.seed, [i], shape=IMAGE_SHAPES[i % len(IMAGE_SHAPES)])[0]
+             for i in range(n)]
+    paths = [os.path.join(images, f'img{i:05d}.npz') for i in range(n)]
+    for path, code in zip(paths, codes):
+      codes_format.write_npz(path, code, 2)
+    bits = sum(code.size for code in codes)
+
+    # In this process: the API one file at a time, and the CLI's batched path.
+    codec.warm_up(files)
+    inputs = [([code], bitstream.SOURCE_NPZ, 2) for code in codes]
+    alone_wall, alone_cpu, alone = _best(
+        lambda: [codec.compress_with_stats(*item[:1], files, source_format=bitstream.SOURCE_NPZ,
+                                           source_layer_depth=2, threads=args.threads)
+                 for item in inputs], r)
+    each_wall, each_cpu, each = _best(
+        lambda: list(codec.compress_each(inputs, files, threads=args.threads)), r)
+    assert [data for data, _ in each] == [data for data, _ in alone]
+    datas = [(data, path) for (data, _), path in zip(each, paths)]
+    dec_alone_wall, dec_alone_cpu, _ = _best(
+        lambda: [codec.decompress_with_stats(data, files, source=source, threads=args.threads)
+                 for data, source in datas], r)
+    dec_each_wall, dec_each_cpu, restored = _best(
+        lambda: list(codec.decompress_each(datas, files, threads=args.threads)), r)
+    assert all(np.array_equal(result[0][0], code) for result, code in zip(restored, codes))
+    file_bytes = sum(stats.file_bytes for _, stats in each)
+    payload_bytes = sum(stats.payload_bytes for _, stats in each)
+    theory_bits = sum(stats.theoretical_bits for _, stats in each)
+    v1_bytes = sum(len(codec.compress([code], files, source_format=bitstream.SOURCE_NPZ,
+                                      source_layer_depth=2, format_version=1)) for code in codes)
+
+    # The CLI, timed from outside: one process for all, one process per file, the start-up.
+    tiny = os.path.join(work, 'tiny.npz')
+    codes_format.write_npz(tiny, np.ones((1, 1, 2), np.uint8), 2)
+    startup = min(_cli('compress', '--model', model_dir, tiny, '-o', os.path.join(work, 'tiny.nec'),
+                       '--overwrite', '--threads', threads) for _ in range(r))
+    one_compress = min(_cli('compress', '--model', model_dir, images, '-o', out, '--overwrite',
+                            '--threads', threads) for _ in range(r))
+    one_decompress = min(_cli('decompress', '--model', model_dir, out, '-o', back, '--overwrite',
+                              '--threads', threads) for _ in range(r))
+    m = min(n, args.per_process)
+    per_compress = sum(_cli('compress', '--model', model_dir, path, '-o', path + '.nec',
+                            '--threads', threads) for path in paths[:m])
+    per_decompress = sum(_cli('decompress', '--model', model_dir, path + '.nec', '-o',
+                              path + '.back.npz', '--threads', threads) for path in paths[:m])
+    for path, code in zip(paths[:m], codes):
+      assert np.array_equal(codes_format.read_npz(path + '.back.npz')[0], code)
+    for name in sorted(os.listdir(out))[:m]:
+      with open(os.path.join(out, name), 'rb') as f1, open(
+          os.path.join(images, name), 'rb') as f2:
+        assert f1.read() == f2.read(), name  # one process per file wrote the same bytes
+  ms = lambda seconds, count=n: 1e3 * seconds / count  # pylint: disable=unnecessary-lambda-assignment
+  results = {
+      'images': n, 'shapes': [list(shape) for shape in IMAGE_SHAPES], 'code_bits': bits,
+      'threads': args.threads, 'repeats': r, 'per_process_files': m,
+      'api_one_at_a_time_compress_ms': ms(alone_wall), 'api_one_at_a_time_compress_cpu_ms': ms(alone_cpu),
+      'api_each_compress_ms': ms(each_wall), 'api_each_compress_cpu_ms': ms(each_cpu),
+      'api_one_at_a_time_decompress_ms': ms(dec_alone_wall),
+      'api_one_at_a_time_decompress_cpu_ms': ms(dec_alone_cpu),
+      'api_each_decompress_ms': ms(dec_each_wall), 'api_each_decompress_cpu_ms': ms(dec_each_cpu),
+      'cli_startup_s': startup,
+      'cli_one_process_compress_s': one_compress, 'cli_one_process_decompress_s': one_decompress,
+      'cli_one_process_compress_ms_per_image': ms(one_compress),
+      'cli_one_process_decompress_ms_per_image': ms(one_decompress),
+      'cli_process_per_file_compress_ms_per_image': ms(per_compress, m),
+      'cli_process_per_file_decompress_ms_per_image': ms(per_decompress, m),
+      'file_bytes': file_bytes, 'payload_bytes': payload_bytes, 'theory_bytes': theory_bits / 8,
+      'v1_file_bytes': v1_bytes, 'load_average_1min': os.getloadavg()[0],
+  }
+  print(_images_table(results))
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+def _images_table(r):
+  n = r['images']
+  shapes = ', '.join('x'.join(map(str, shape)) for shape in r['shapes'])
+  rate = lambda ms: f'{1e3 / ms:,.1f} images/s'  # pylint: disable=unnecessary-lambda-assignment
+  over = lambda size: (size - r['payload_bytes']) / n  # pylint: disable=unnecessary-lambda-assignment
+  return '\n'.join([
+      f'{n} one-code .npz files, shapes {shapes} in turn ({r["code_bits"]:,} bits), reference '
+      f'weights, --threads {r["threads"]}; CLI runs timed from outside (wall), best of '
+      f'{r["repeats"]} except one process per file ({r["per_process_files"]} files, each once); '
+      f'1-min load average at the end {r["load_average_1min"]:.2f}.',
+      '',
+      '| one file per image | compress | decompress |',
+      '|---|---|---|',
+      f'| CLI, one process per file | {r["cli_process_per_file_compress_ms_per_image"]:,.0f} ms/image '
+      f'({rate(r["cli_process_per_file_compress_ms_per_image"])}) | '
+      f'{r["cli_process_per_file_decompress_ms_per_image"]:,.0f} ms/image '
+      f'({rate(r["cli_process_per_file_decompress_ms_per_image"])}) |',
+      f'| CLI, one process for all {n} (`compress DIR -o OUT/`) | '
+      f'{r["cli_one_process_compress_s"]:.2f} s = {r["cli_one_process_compress_ms_per_image"]:.1f} '
+      f'ms/image ({rate(r["cli_one_process_compress_ms_per_image"])}) | '
+      f'{r["cli_one_process_decompress_s"]:.2f} s = {r["cli_one_process_decompress_ms_per_image"]:.1f} '
+      f'ms/image ({rate(r["cli_one_process_decompress_ms_per_image"])}) |',
+      f'| CLI start-up (a process coding one 1x1x2 code) | {r["cli_startup_s"]:.2f} s | |',
+      f'| API in one process, one file at a time (`compress_with_stats` per file) | '
+      f'{r["api_one_at_a_time_compress_ms"]:.1f} ms/image wall, {r["api_one_at_a_time_compress_cpu_ms"]:.1f} CPU | '
+      f'{r["api_one_at_a_time_decompress_ms"]:.1f} ms/image wall, {r["api_one_at_a_time_decompress_cpu_ms"]:.1f} CPU |',
+      f'| API in one process, `compress_each` / `decompress_each` (the CLI\'s) | '
+      f'{r["api_each_compress_ms"]:.1f} ms/image wall, {r["api_each_compress_cpu_ms"]:.1f} CPU | '
+      f'{r["api_each_decompress_ms"]:.1f} ms/image wall, {r["api_each_decompress_cpu_ms"]:.1f} CPU |',
+      '',
+      f'Sizes: {r["file_bytes"]:,} bytes in {n} files, payload {r["payload_bytes"]:,}, theory '
+      f'{r["theory_bytes"]:,.0f}: {over(r["file_bytes"]):.1f} bytes per file beside the payload '
+      f'(version 1: {over(r["v1_file_bytes"]):.1f}); files '
+      f'{100 * (8 * r["file_bytes"] / (8 * r["theory_bytes"]) - 1):+.2f}% over theory (version 1 '
+      f'{100 * (r["v1_file_bytes"] / r["theory_bytes"] - 1):+.2f}%).',
+  ])
 
 
 if __name__ == '__main__':

@@ -202,6 +202,13 @@ def _run_parallel(jobs, threads):
     return [future.result() for future in [pool.submit(job) for job in jobs]]
 
 
+def _format_version(format_version):
+  format_version = format_version or DEFAULT_FORMAT_VERSION
+  if format_version not in bitstream.READ_VERSIONS:
+    raise ValueError(f'format_version must be one of {bitstream.READ_VERSIONS}')
+  return format_version
+
+
 def compress_with_stats(codes, model_files, progress=None, source_format=bitstream.SOURCE_API,
                         source_layer_depth=0, threads=None, theory=True, format_version=None):
   """list of uint8 [H, W, D] codes -> (compressed bytes, CodingStats).
@@ -211,9 +218,7 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
   decompress. format_version: the container to write (default DEFAULT_FORMAT_VERSION; 1 is the
   layout before version 2, for readers that predate it); the streams are the same in both.
   """
-  format_version = format_version or DEFAULT_FORMAT_VERSION
-  if format_version not in bitstream.READ_VERSIONS:
-    raise ValueError(f'format_version must be one of {bitstream.READ_VERSIONS}')
+  format_version = _format_version(format_version)
   net = _network(model_files)
   checked = [_check_code(code, index, net) for index, code in enumerate(codes)]
   plan = plan_chunks([code.shape for code in checked])
@@ -225,6 +230,12 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
     return payload, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
 
   results = _run_parallel([lambda indices=indices: job(indices) for _, indices in plan], threads)
+  return _pack(net, checked, plan, results, source_format, source_layer_depth, format_version)
+
+
+def _pack(net, checked, plan, results, source_format, source_layer_depth, format_version):
+  """Coded chunks -> (file bytes, CodingStats). results: per chunk of the plan, (stream,
+  theoretical bits, packed bits of its codes: bitstream.packed_bits, unused by version 1)."""
   chunks, sample_index = [], []
   for (shape, indices), (payload, _, _) in zip(plan, results):
     chunks.append(bitstream.Chunk(*shape, len(indices), len(payload)))
@@ -310,6 +321,208 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
 def decompress(data, model_files, progress=None, **options):
   """bytes -> list of uint8 [H, W, D] codes, exactly those given to compress()."""
   return decompress_with_stats(data, model_files, progress, theory=False, **options)[0]
+
+
+# ---- many files, one code each: one engine batch, a stream per file --------------------------------
+#
+# A user with thousands of images compresses them one file per image. Coded one at a time, a
+# small code pays the engine's per-pixel-step cost for a batch of one; coded B at a time in one
+# engine batch (`ChunkCoder` with B codes), each code still gets its own stream, with exactly
+# the symbols and probabilities it gets alone: the engine's values for one code of a batch do
+# not depend on the others (SIMD lanes hold one code each; engine.py, docs/FORMAT.md), so every
+# file is byte for byte what compress_with_stats writes for that code alone (tested).
+
+# Inputs looked at together: one-code files of one shape among them share engine batches.
+EACH_WINDOW = 4 * MAX_CHUNK_SAMPLES
+
+
+def _encode_separately(net, codes, with_theory):
+  """codes uint8 [B, H, W, D] -> per code (its own stream, theoretical bits): the stream
+  _encode_chunk writes for that code alone."""
+  batch = codes.shape[0]
+  encoders = [StreamEncoder() for _ in range(batch)]
+  theory = [0.0] * batch
+
+  def layer_done(k, out_p, out_q, layer_bits):
+    # [H*W, cd, B] in coding order: column b is code b's symbols in its own stream's order.
+    bits, q, p = (a.reshape(-1, batch) for a in (layer_bits, out_q, out_p))
+    for b, encoder in enumerate(encoders):
+      encoder.encode(bits[:, b], q[:, b])
+      if with_theory:
+        theory[b] += _code_length(np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(p[:, b]))
+
+  _, height, width, depth = codes.shape
+  decoded = ChunkCoder(net, batch, height, width, depth // net.layer_depth).encode(codes, layer_done)
+  if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
+    raise AssertionError('engine did not reproduce the input codes')
+  return [(encoder.finish(), ideal) for encoder, ideal in zip(encoders, theory)]
+
+
+def _decode_separately(net, chunk_shape, payloads, sources, with_theory):
+  """One-code files of one shape, each its own stream, decoded in one engine batch -> (codes
+  uint8 [B, H, W, D], theoretical bits per code). UserError naming the file whose stream fails."""
+  batch = len(payloads)
+  height, width, depth = chunk_shape
+  decoders = [StreamDecoder(payload, source) for payload, source in zip(payloads, sources)]
+  theory = [0.0] * batch
+
+  decode = [decoder.decode for decoder in decoders]
+
+  def decode_bits(probs):
+    # [channel][sample] (one channel of all samples in channel-causal mode): a column per code.
+    by_code = probs.reshape(-1, batch).T.copy()
+    bits = np.empty(by_code.shape, np.int32)
+    for b in range(batch):
+      bits[b] = decode[b](by_code[b])
+    return bits.T.reshape(-1)
+
+  def layer_done(k, out_p, out_q, layer_bits):
+    if with_theory:
+      columns, p = layer_bits.reshape(-1, batch), out_p.reshape(-1, batch)
+      for b in range(batch):
+        theory[b] += _code_length(np.ascontiguousarray(columns[:, b]), np.ascontiguousarray(p[:, b]))
+
+  codes = ChunkCoder(net, batch, height, width, depth // net.layer_depth).decode(decode_bits,
+                                                                                layer_done)
+  for decoder in decoders:
+    decoder.check_consumed()
+  return codes, theory
+
+
+class _Failed:
+  """An input's UserError, raised when its turn comes (the inputs before it are yielded)."""
+
+  def __init__(self, error):
+    self.error = error
+
+
+def _in_windows(items, is_single):
+  """Consecutive runs of up to EACH_WINDOW items for which is_single(item); other items alone."""
+  window = []
+  for item in items:
+    if is_single(item):
+      window.append(item)
+      if len(window) == EACH_WINDOW:
+        yield window, True
+        window = []
+    else:
+      if window:
+        yield window, True
+        window = []
+      yield [item], False
+  if window:
+    yield window, True
+
+
+def compress_each(inputs, model_files, threads=None, theory=True, format_version=None):
+  """Many files at once: inputs, an iterable of (codes, source_format, source_layer_depth), one
+  file each. Yields (file bytes, CodingStats) per input, in order: each exactly what
+  compress_with_stats(codes, source_format=..., source_layer_depth=...) gives on its own.
+  One-code inputs of equal shape are coded in shared engine batches (a stream each), several
+  times faster per code than one at a time; others are coded as compress_with_stats does."""
+  format_version = _format_version(format_version)
+  net = _network(model_files)
+
+  def single(item):
+    return len(item[0]) == 1
+
+  for window, batched in _in_windows(inputs, single):
+    if not batched:
+      codes, source_format, layer_depth = window[0]
+      yield compress_with_stats(codes, model_files, source_format=source_format,
+                                source_layer_depth=layer_depth, threads=threads, theory=theory,
+                                format_version=format_version)
+      continue
+    checked = []
+    for i, (codes, _, _) in enumerate(window):
+      try:
+        checked.append(_check_code(codes[0], 0, net))
+      except UserError as e:
+        checked.append(_Failed(e))
+    good = [i for i, code in enumerate(checked) if not isinstance(code, _Failed)]
+    plan = plan_chunks([checked[i].shape for i in good])
+    jobs = [lambda members=[good[j] for j in indices]: (
+                members, _encode_separately(net, np.stack([checked[i] for i in members]), theory))
+            for _, indices in plan]
+    coded = {}
+    for members, results in _run_parallel(jobs, threads):
+      coded.update(zip(members, results))
+    for i, (_, source_format, layer_depth) in enumerate(window):
+      if isinstance(checked[i], _Failed):
+        raise checked[i].error
+      code = checked[i]
+      payload, ideal = coded[i]
+      bits = bitstream.packed_bits(code[None]) if format_version != 1 else b''
+      yield _pack(net, [code], [(code.shape, [0])], [(payload, ideal, bits)], source_format,
+                  layer_depth, format_version)
+
+
+def decompress_each(items, model_files, threads=None, theory=True):
+  """Many files at once: items, an iterable of (file bytes, source name). Yields (codes,
+  CodingStats, Header) per file, in order, each exactly what decompress_with_stats gives on its
+  own; a file's UserError is raised in its turn, after the files before it. One-code files of
+  equal shape are decoded in shared engine batches, each from its own stream."""
+
+  def single(item):
+    data, source = item
+    try:
+      header = bitstream.parse(bytes(data), source)
+    except UserError:
+      return False  # decompress_with_stats raises it in its turn
+    return header.sample_count == 1
+
+  net = _network(model_files)
+  for window, batched in _in_windows(items, single):
+    if not batched:
+      data, source = window[0]
+      yield decompress_with_stats(data, model_files, source=source, threads=threads, theory=theory)
+      continue
+    prepared = []  # per file: (data, header) or _Failed
+    for data, source in window:
+      data = bytes(data)
+      try:
+        header = bitstream.parse(data, source)
+        check_model(header, model_files, source)
+        prepared.append((data, header))
+      except UserError as e:
+        prepared.append(_Failed(e))
+    good = [i for i, item in enumerate(prepared) if not isinstance(item, _Failed)]
+    plan = plan_chunks([_chunk_shape(prepared[i][1]) for i in good])
+    decoded = {}
+
+    def job(members):
+      headers = [prepared[i][1] for i in members]
+      try:
+        codes, ideals = _decode_separately(
+            net, _chunk_shape(headers[0]),
+            [next(bitstream.chunk_payloads(prepared[i][0], prepared[i][1])) for i in members],
+            [f'{window[i][1]} chunk 0' for i in members], theory)
+      except UserError:
+        return None  # one damaged stream: the files are decoded alone, in turn, to name it
+      return [(i, codes[b:b + 1], ideal) for b, (i, ideal) in enumerate(zip(members, ideals))]
+
+    results = _run_parallel([lambda members=[good[j] for j in indices]: (members, job(members))
+                             for _, indices in plan], threads)
+    for members, result in results:
+      for i, chunk_codes, ideal in result or []:
+        decoded[i] = (chunk_codes, ideal)
+    for i, (data, source) in enumerate(window):
+      if isinstance(prepared[i], _Failed):
+        raise prepared[i].error
+      if i not in decoded:
+        yield decompress_with_stats(data, model_files, source=source, threads=1, theory=theory)
+        continue
+      header = prepared[i][1]
+      chunk_codes, ideal = decoded[i]
+      bitstream.verify_decoded(header, [chunk_codes], source)
+      code = chunk_codes[0]
+      yield [code], CodingStats(samples=1, code_bits=code.size, theoretical_bits=ideal,
+                                payload_bytes=header.payload_size, file_bytes=len(data)), header
+
+
+def _chunk_shape(header):
+  chunk = header.chunks[0]
+  return (chunk.height, chunk.width, chunk.depth)
 
 
 def warm_up(model_files):

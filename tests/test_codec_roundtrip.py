@@ -10,6 +10,7 @@ from helpers import REFERENCE_DIR
 from entropy_coder import codec, codes_format, model_files
 from entropy_coder.codec import api, bitstream, full_forward, network
 from entropy_coder.data_gen import synthetic
+from entropy_coder.errors import UserError
 
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'codec_golden')
@@ -116,6 +117,82 @@ def test_progress_reports_every_bit(model):
   calls.clear()
   codec.decompress(data, model, progress=lambda done, total: calls.append((done, total)))
   assert calls[-1] == (240, 240)
+
+
+def _mixed_inputs():
+  """One-code files of three shapes, interleaved, with two many-code files among them."""
+  shapes = [(9, 13, 4), (16, 16, 8), (5, 7, 2)]
+  inputs = []
+  for i in range(40):
+    code = synthetic.generate_codes(seed=14, indices_or_start=[i], shape=shapes[i % 3])[0]
+    inputs.append(([code], bitstream.SOURCE_NPZ, 2 if i % 4 else 1))
+  inputs.insert(7, (list(synthetic.generate_codes(seed=15, indices_or_start=0, count=3,
+                                                  shape=(9, 13, 4))), bitstream.SOURCE_TFRECORD, 0))
+  inputs.insert(20, ([np.ones((2, 2, 2), np.uint8), np.zeros((3, 1, 4), np.uint8)],
+                     bitstream.SOURCE_API, 0))
+  return inputs
+
+
+@pytest.mark.parametrize('format_version', [1, 2])
+def test_many_files_at_once_are_the_files_of_each_alone(model, monkeypatch, format_version):
+  """compress_each / decompress_each (what the CLI uses for one file per image) code one-code
+  files of equal shape in shared engine batches, a stream each: every file is byte for byte what
+  compress_with_stats writes for it alone, with the same stats, and decodes the same."""
+  monkeypatch.setattr(api, 'EACH_WINDOW', 16)  # several windows, a many-code file between
+  inputs = _mixed_inputs()
+  alone = [codec.compress_with_stats(codes, model, source_format=fmt, source_layer_depth=ld,
+                                     format_version=format_version)
+           for codes, fmt, ld in inputs]
+  together = list(codec.compress_each(inputs, model, threads=2, format_version=format_version))
+  assert [data for data, _ in together] == [data for data, _ in alone]
+  assert [stats for _, stats in together] == [stats for _, stats in alone]
+  files = [(data, f'file{i}.nec') for i, (data, _) in enumerate(alone)]
+  decoded = list(codec.decompress_each(files, model, threads=2))
+  assert len(decoded) == len(inputs)
+  for (codes, _, _), (restored, stats, header), (data, source) in zip(inputs, decoded, files):
+    _assert_same(restored, [np.asarray(c, np.uint8) for c in codes])
+    single = codec.decompress_with_stats(data, model, source=source)
+    assert stats == single[1] and header == single[2]
+
+
+def test_many_files_at_once_channel_causal(model, tmp_path):
+  rng = np.random.default_rng(3)
+  weights = dict(model.weights)
+  for k in range(8):
+    weights[f'layer{k}/brnn/channel_ar/kernel'] = rng.normal(0, 0.5, (2, 2, 4)).astype(np.float32)
+  model_files.write_model_files(str(tmp_path), weights, dict(model.model_config, channel_causal=True))
+  causal = model_files.read_model_files(str(tmp_path))
+  inputs = _mixed_inputs()[:12]
+  together = [data for data, _ in codec.compress_each(inputs, causal)]
+  assert together == [codec.compress(codes, causal, source_format=fmt, source_layer_depth=ld)
+                      for codes, fmt, ld in inputs]
+  for (codes, _, _), (restored, _, _) in zip(
+      inputs, codec.decompress_each([(data, 'x') for data in together], causal)):
+    _assert_same(restored, codes)
+
+
+def test_many_files_at_once_a_damaged_file_fails_in_its_turn(model):
+  """A damaged stream in a shared batch: the files before it come out, then its own error, as
+  if each file had been decoded alone (the batch is decoded again file by file to find it)."""
+  inputs = [item for item in _mixed_inputs() if len(item[0]) == 1][:9]
+  files = [codec.compress(codes, model, source_format=fmt, source_layer_depth=ld, format_version=2)
+           for codes, fmt, ld in inputs]
+  for damage in ('stream', 'crc', 'header'):
+    damaged = bytearray(files[4])
+    position = {'stream': len(damaged) - 3, 'crc': codec.read_header(files[4]).header_size - 3,
+                'header': 8}[damage]
+    damaged[position] ^= 0x21
+    items = [(data, f'file{i}.nec') for i, data in enumerate(files)]
+    items[4] = (bytes(damaged), 'file4.nec')
+    with pytest.raises(UserError) as alone:
+      codec.decompress(items[4][0], model, source='file4.nec')
+    results = codec.decompress_each(items, model)
+    for i in range(4):
+      restored, _, _ = next(results)
+      _assert_same(restored, inputs[i][0])
+    with pytest.raises(UserError) as caught:
+      next(results)
+    assert str(caught.value) == str(alone.value) and str(caught.value).startswith('file4.nec')
 
 
 def _cli(*args, threads='1'):

@@ -349,7 +349,7 @@ class _PackedCodes:
 def _compress_each(args):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
-  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
   from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
   inputs = _expand_inputs(args.input, lambda name: not name.endswith(COMPRESSED_SUFFIX),
                           f'files (other than {COMPRESSED_SUFFIX})')
@@ -367,14 +367,18 @@ def _compress_each(args):
   start = time.monotonic()
   all_stats = []
   directory = args.output
+  # One-code files of equal shape share engine batches (codec.compress_each); each file's bytes
+  # are those of compressing it alone.
+  results = codec.compress_each(((packed.codes(), packed.source_format, packed.layer_depth)
+                                 for packed in checked), files, threads=args.threads)
   try:
-    for done, ((path, output), packed) in enumerate(zip(plan, checked)):
+    for done, (path, output) in enumerate(plan):
       try:
+        try:
+          data, stats = next(results)
+        except UserError as e:
+          raise UserError(describe(path, str(e))) from None
         with atomic_output(output, args.overwrite) as temp:
-          data, stats = codec.compress_with_stats(packed.codes(), files,
-                                                  source_format=packed.source_format,
-                                                  source_layer_depth=packed.layer_depth,
-                                                  threads=args.threads)
           with open(temp, 'wb') as out:
             out.write(data)
       except UserError as e:
@@ -454,12 +458,13 @@ def _decompress_each(args):
   start = time.monotonic()
   all_stats, checks = [], 0
   directory = args.output
+  results = codec.decompress_each(((data, path) for (path, _), (data, _) in zip(plan, checked)), files,
+                                  threads=args.threads)
   try:
-    for done, ((path, output), (data, fmt)) in enumerate(zip(plan, checked)):
+    for done, ((path, output), (_, fmt)) in enumerate(zip(plan, checked)):
       try:
+        codes, stats, header = next(results)
         with atomic_output(output, args.overwrite) as temp:
-          codes, stats, header = codec.decompress_with_stats(data, files, source=path,
-                                                             threads=args.threads)
           _write_output(temp, codes, fmt,
                         header.source_layer_depth or files.model_config['layer_depth'])
       except UserError as e:

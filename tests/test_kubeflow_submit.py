@@ -265,3 +265,12 @@ def test_auth_becomes_kfp_client_arguments(tmp_path):
   assert isinstance(by_file['credentials'],
                     set_volume_credentials.ServiceAccountTokenVolumeCredentials)
   assert set(by_token) | set(by_file) <= accepted
+
+
+def test_resource_flags_with_a_compiled_package_are_refused(package, fake_kfp, capsys):
+  status = cli.main(['pipeline', 'submit', '--host', fake_kfp.url, '--package', package,
+                     '--trainer-gpus', '1', '--cpu-request', '2'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 2 and len(err) == 1, err
+  assert '--trainer-gpus, --cpu-request: resources are compiled into the package' in err[0]
+  assert not _FakeKfp.seen_headers

@@ -45,8 +45,9 @@ def register(subparsers):
 
   compile_parser = actions.add_parser(
       'compile', help='compile the pipeline for Kubeflow Pipelines 2 (PipelineSpec YAML)',
-      description='Writes a PipelineSpec 2.1 YAML that kfp.Client uploads. Kubeflow builds '
-      'leave out the latest-blessed-model Resolver (docs/PIPELINE.md).')
+      description='Writes a PipelineSpec 2.1 YAML that kfp.Client uploads. In Kubeflow builds '
+      'the baseline is the newest pushed model (BaselinePicker), not the latest-blessed-model '
+      'Resolver, which open-source KFP cannot run (docs/PIPELINE.md).')
   compile_parser.add_argument('--output', required=True, help='the .yaml file to write')
   _add_kubeflow_arguments(compile_parser)
   _add_settings_arguments(compile_parser)
@@ -235,6 +236,14 @@ def submit(args):
   auth = kfp_submit.Auth.from_flags(token=args.token, token_file=args.token_file,
                                     cookies=args.cookies, proxy=args.proxy,
                                     ssl_ca_cert=args.ssl_ca_cert)
+  if args.package:
+    given = [flag for flag, value in (
+        ('--trainer-gpus', args.trainer_gpus), ('--cpu-request', args.cpu_request),
+        ('--memory-request', args.memory_request), ('--cpu-limit', args.cpu_limit),
+        ('--memory-limit', args.memory_limit)) if value]
+    if given:
+      raise UserError(f'{", ".join(given)}: resources are compiled into the package; '
+                      f'compile {args.package} with them, or drop --package')
   with contextlib.ExitStack() as stack:
     package = args.package
     if not package:

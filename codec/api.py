@@ -12,6 +12,10 @@ Both directions make the same per-pixel engine calls (engine.ChunkCoder); see en
 why that matters. Chunks are independent streams, coded in parallel threads (the numba kernels
 release the GIL); the chunking depends only on the input, never on the thread count, so the
 bytes do not either.
+
+compress_each() and decompress_each() do many files at once (one file per image): one-code
+files of equal shape share engine batches, each with its own stream, and every file is what
+compress() writes for it alone.
 """
 import concurrent.futures
 import dataclasses
@@ -36,7 +40,7 @@ MAX_CHUNK_BITS = 1 << 23
 # Groups of at least twice this many codes are split into two or more chunks.
 MIN_SPLIT_SAMPLES = 32
 # The container version compress writes (bitstream.pack; 1: bitstream.pack_v1, for old readers).
-DEFAULT_FORMAT_VERSION = 1
+DEFAULT_FORMAT_VERSION = bitstream.VERSION
 
 
 @dataclasses.dataclass(frozen=True)

@@ -297,19 +297,22 @@ def test_progress_of_a_many_file_run_is_per_file(capsys):
 
 
 def test_golden_bitstream_is_stable(model):
-  """A committed file: this build must decode it, and re-encoding must give the same bytes."""
+  """The committed version-1 file (written before version 2): this build must still decode it,
+  and writing version 1 (format_version=1) must still give the same bytes, so its streams pin
+  the coder as test_golden_bitstream_v2_is_stable's do."""
   codes = list(synthetic.generate_codes(seed=2024, indices_or_start=0, count=3, shape=(6, 7, 4)))
   codes.append(np.ones((2, 3, 2), np.uint8))
   path = os.path.join(GOLDEN_DIR, 'reference_model_v1.nec')
-  data = codec.compress(codes, model)
+  data = codec.compress(codes, model, format_version=1)
   if REGENERATE:
     os.makedirs(GOLDEN_DIR, exist_ok=True)
     with open(path, 'wb') as f:
       f.write(data)
   with open(path, 'rb') as f:
     golden = f.read()
+  assert codec.read_header(golden).version == 1
   _assert_same(codec.decompress(golden, model), codes)
-  assert data == golden, 'bitstream changed: bump bitstream.VERSION/CODER_ID and regenerate'
+  assert data == golden, 'bitstream changed: bump bitstream.CODER_ID and regenerate'
 
 
 def test_golden_bitstream_v2_is_stable(model):
@@ -319,7 +322,8 @@ def test_golden_bitstream_v2_is_stable(model):
   codes = list(synthetic.generate_codes(seed=2024, indices_or_start=0, count=3, shape=(6, 7, 4)))
   codes.append(np.ones((2, 3, 2), np.uint8))
   path = os.path.join(GOLDEN_DIR, 'reference_model_v2.nec')
-  data = codec.compress(codes, model, format_version=2)
+  data = codec.compress(codes, model)  # the default: version 2
+  assert data == codec.compress(codes, model, format_version=2)
   if REGENERATE:
     os.makedirs(GOLDEN_DIR, exist_ok=True)
     with open(path, 'wb') as f:
@@ -327,7 +331,7 @@ def test_golden_bitstream_v2_is_stable(model):
   with open(path, 'rb') as f:
     golden = f.read()
   _assert_same(codec.decompress(golden, model), codes)
-  assert data == golden, 'bitstream changed: bump bitstream.VERSION/CODER_ID and regenerate'
+  assert data == golden, 'bitstream changed: bump bitstream.CODER_ID and regenerate'
   with open(os.path.join(GOLDEN_DIR, 'reference_model_v1.nec'), 'rb') as f:
     v1 = f.read()
   header, header_v1 = codec.read_header(golden), codec.read_header(v1)

@@ -9,8 +9,8 @@ Change the model here. As tensorflow-compression builds an entropy model's codin
 and ships them with the model, so that no encoder and decoder can disagree on them, a file here
 decodes only under the definition it was coded with, and the file's model fingerprint covers
 the weights and the config, not this module: a change here that alters the codec's arithmetic
-(a shape, a mask or tap, the gate order, the clip, the channel grouping) must bump the format
-version of codec/bitstream.py (VERSION). numba's on-disk cache of codec/engine.py has these
+(a shape, a mask or tap, the gate order, the clip, the channel grouping) must bump the coder
+id of codec/bitstream.py (CODER_ID; VERSION is the container layout's). numba's on-disk cache of codec/engine.py has these
 constants compiled in and does not see a change here: clear codec/__pycache__ after one.
 
 Importable without TensorFlow (numpy and trainer/masks.py only): the codec imports it.

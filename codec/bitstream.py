@@ -32,6 +32,7 @@ import zlib
 
 import numpy as np
 
+from entropy_coder import leb128
 from entropy_coder.errors import UserError, describe
 
 MAGIC = b'\x89NEC'               # 'NEC' = neural entropy coder; \x89 catches 7-bit transfers
@@ -191,14 +192,7 @@ def crc8(data):
   return crc
 
 
-def varint(value):
-  """Unsigned LEB128, shortest form."""
-  out = bytearray()
-  while value >= 0x80:
-    out.append((value & 0x7F) | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
+varint = leb128.encode  # unsigned LEB128, shortest form
 
 
 def packed_bits(codes):

@@ -16,20 +16,14 @@ import math
 
 import numpy as np
 
-from entropy_coder import codes_format
+from entropy_coder import codes_format, leb128
 
 _LEN = 2  # wire type of length-delimited fields
 
 
 def _varint(value):
   """Unsigned LEB128; int64 negatives as their 64-bit two's complement, as protobuf does."""
-  value &= (1 << 64) - 1
-  out = bytearray()
-  while value >= 0x80:
-    out.append((value & 0x7F) | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
+  return leb128.encode(value & ((1 << 64) - 1))
 
 
 def _head(number, length):

@@ -46,7 +46,7 @@ import threadpoolctl
 import zstandard
 
 from entropy_coder import codec, codes_format, model_files
-from entropy_coder.codec import bitstream, engine, naive, network, range_coder
+from entropy_coder.codec import bitstream, engine, naive, engine_weights, range_coder
 from entropy_coder.data_gen import synthetic
 
 REFERENCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests',
@@ -97,7 +97,7 @@ def main():
     weights = dict(np.load(args.weights, allow_pickle=False))
     model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
     files = model_files.read_model_files(model_dir)
-  net = network.build_network(files)
+  net = engine_weights.build_network(files)
   codes = list(synthetic.generate_codes(args.seed, 0, args.samples))
   n = len(codes)
   bits = sum(code.size for code in codes)

@@ -29,7 +29,7 @@ import numpy as np
 
 from entropy_coder.codec import bitstream
 from entropy_coder.codec.engine import ChunkCoder
-from entropy_coder.codec.network import build_network
+from entropy_coder.codec.engine_weights import build_network
 from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
 from entropy_coder.errors import UserError, describe
 

@@ -79,7 +79,7 @@ MAX_SAMPLES = 1 << 26
 
 # The most probable a coded symbol (bit value) can be under coder 1: P(1) = q / 2^16 with q in
 # [33, 65503], so P(either value) <= 65503 / 2^16. The model clips pred to +-0.999 in float32
-# (codec/network.py PRED_CLIP) and the engine rounds P(1) = (pred + 1) / 2 to the grid
+# (codec/engine_weights.py PRED_CLIP) and the engine rounds P(1) = (pred + 1) / 2 to the grid
 # (engine._quantize): float32(0.999) = 0.99900001287..., P = 0.99950000643..., q = round(P * 2^16)
 # = round(65503.23) = 65503; the other end gives round(32.77) = 33 = 2^16 - 65503.
 # test_work_bound_assumes_the_engines_clip checks this against the engine.

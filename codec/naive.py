@@ -32,7 +32,7 @@ import numpy as np
 
 from entropy_coder.codec.engine import PROB_BITS
 from entropy_coder.codec.full_forward import _conv3x3, _next_state
-from entropy_coder.codec.network import PRED_CLIP, TAPS_7X7
+from entropy_coder.codec.engine_weights import PRED_CLIP, TAPS_7X7
 from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
 
 _SCALE = float(1 << PROB_BITS)

@@ -28,7 +28,7 @@ import pytest
 from helpers import REFERENCE_DIR, write_examples_dir, write_tfrecord
 from entropy_coder import cli, codec, codes_format, model_files, output_files
 from entropy_coder.codec import bitstream
-from entropy_coder.codec.network import build_network
+from entropy_coder.codec.engine_weights import build_network
 from entropy_coder.data_gen import tfrecord_files
 from entropy_coder.errors import UserError
 from entropy_coder.trainer.config import ModelConfig

@@ -28,7 +28,7 @@ import pytest
 
 from helpers import REFERENCE_DIR
 from entropy_coder import model_files
-from entropy_coder.codec import network
+from entropy_coder.codec import engine_weights
 from entropy_coder.data_gen import synthetic
 
 pytestmark = pytest.mark.e2e  # the repository's mark for slow tests (excluded by `make test-fast`)
@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba.core.registry import cpu_target
 from entropy_coder import codec, model_files
-from entropy_coder.codec import engine, network
+from entropy_coder.codec import engine, engine_weights
 
 mode, work, codes_path, models = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 with np.load(codes_path) as f:
@@ -53,7 +53,7 @@ for i, model in enumerate(models):
     data = codec.compress(codes, files, threads=1)
     with open(f'{work}/model{i}.nec', 'wb') as f:
       f.write(data)
-    net = network.build_network(files)
+    net = engine_weights.build_network(files)
     probs = {}
     for shape in sorted({c.shape for c in codes}):
       batch = np.stack([c for c in codes if c.shape == shape])
@@ -85,7 +85,7 @@ def _write_models(root):
   causal_weights = dict(weights)
   for k in range(8):  # random nonzero channel_ar kernels (the network masks them: j < c)
     causal_weights[f'layer{k}/brnn/channel_ar/kernel'] = (
-        rng.normal(0.0, 0.8, (2, 2, 4)) * network.channel_ar_mask(2)).astype(np.float32)
+        rng.normal(0.0, 0.8, (2, 2, 4)) * engine_weights.channel_ar_mask(2)).astype(np.float32)
   causal = str(root / 'model_causal')
   model_files.write_model_files(causal, causal_weights,
                                 {'layer_depth': 2, 'layer_count': 8, 'channel_causal': True})

@@ -7,7 +7,7 @@ import pytest
 
 from helpers import README_FIDELITY, REFERENCE_DIR
 from entropy_coder import model_files
-from entropy_coder.codec import arith, engine, full_forward, network
+from entropy_coder.codec import arith, engine, full_forward, engine_weights
 from entropy_coder.trainer import spec
 from entropy_coder.trainer.config import ModelConfig
 
@@ -24,14 +24,14 @@ def reference(tmp_path_factory):
   model_dir = str(tmp_path_factory.mktemp('reference_model'))
   model_files.write_model_files(model_dir, _load('weights_step25284.npz'),
                                 {'layer_depth': 2, 'layer_count': 8})
-  net = network.build_network(model_files.read_model_files(model_dir))
+  net = engine_weights.build_network(model_files.read_model_files(model_dir))
   return net, _load('samples.npz')['codes'], _load('outputs_step25284.npz')
 
 
 def _causal_net(net, seed=7, scale=0.8):
   """The reference network with random nonzero channel_ar weights (masked: j < c only)."""
   rng = np.random.default_rng(seed)
-  car = rng.normal(0.0, scale, net.car.shape) * network.channel_ar_mask(net.layer_depth)
+  car = rng.normal(0.0, scale, net.car.shape) * engine_weights.channel_ar_mask(net.layer_depth)
   return dataclasses.replace(net, channel_causal=True, car=car)
 
 
@@ -162,7 +162,7 @@ def _random_causal_net(layer_depth, rng):
   files = model_files.ModelFiles(weights=weights, fingerprint='0' * 64, path='<random>',
                                  model_config={'layer_depth': layer_depth, 'layer_count': 2,
                                                'coded_layer_count': 0, 'channel_causal': True})
-  return network.build_network(files)
+  return engine_weights.build_network(files)
 
 
 def test_masked_taps_are_ignored_even_when_stored_unmasked(reference):
@@ -177,6 +177,6 @@ def test_masked_taps_are_ignored_even_when_stored_unmasked(reference):
   files = model_files.ModelFiles(weights=weights, model_config=dict(
       layer_depth=2, layer_count=8, coded_layer_count=0, channel_causal=False),
                                  fingerprint='0' * 64, path='<garbage taps>')
-  garbage = network.build_network(files)
+  garbage = engine_weights.build_network(files)
   assert np.array_equal(engine.engine_probabilities(garbage, codes[:1])[0],
                         engine.engine_probabilities(net, codes[:1])[0])

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import REFERENCE_DIR
 from entropy_coder import codec, codes_format, model_files
-from entropy_coder.codec import api, bitstream, full_forward, network
+from entropy_coder.codec import api, bitstream, full_forward, engine_weights
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 
@@ -47,7 +47,7 @@ def test_two_hundred_synthetic_samples_round_trip_near_theory(model):
   assert stats.payload_bytes * 8 <= stats.theoretical_bits * 1.005
   assert decode_stats.theoretical_bits == stats.theoretical_bits
   # The engine's theory is the model's code length (float64 full forward), to float32 precision.
-  net = network.build_network(model)
+  net = engine_weights.build_network(model)
   expected = full_forward.code_length_bits(full_forward.full_forward(net, np.stack(codes)), codes).sum()
   assert abs(stats.theoretical_bits - expected) <= 1e-6 * expected
 
@@ -387,14 +387,14 @@ def test_naive_decoder_baseline_round_trips(model):
   model's probabilities, for the original and a channel-causal model."""
   import dataclasses  # pylint: disable=g-import-not-at-top
   from entropy_coder.codec import naive  # pylint: disable=g-import-not-at-top
-  net = network.build_network(model)
+  net = engine_weights.build_network(model)
   codes = synthetic.generate_codes(seed=8, indices_or_start=0, count=2, shape=(3, 4, 4))
   data = naive.naive_encode(net, codes)
   assert np.array_equal(naive.naive_decode(net, data, codes.shape), codes)
   partial = naive.naive_decode(net, data, codes.shape, max_steps=5)
   assert np.array_equal(partial[:, 0, :4, :2], codes[:, 0, :4, :2])
   assert np.array_equal(partial[:, 1, 0, :2], codes[:, 1, 0, :2])
-  car = np.random.default_rng(7).normal(0.0, 0.8, net.car.shape) * network.channel_ar_mask(2)
+  car = np.random.default_rng(7).normal(0.0, 0.8, net.car.shape) * engine_weights.channel_ar_mask(2)
   causal = dataclasses.replace(net, channel_causal=True, car=car)
   for n in (net, causal):  # float32 against the float64 reference
     error = naive.naive_probabilities(n, codes) - full_forward.full_forward(n, codes)

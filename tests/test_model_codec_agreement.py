@@ -9,7 +9,7 @@ import pytest
 
 from entropy_coder import codec, model_files
 from entropy_coder.codec.engine import engine_probabilities
-from entropy_coder.codec.network import build_network
+from entropy_coder.codec.engine_weights import build_network
 from entropy_coder.data_gen.synthetic import generate_codes
 from entropy_coder.trainer import export
 from entropy_coder.trainer.config import ModelConfig

@@ -101,6 +101,6 @@ def test_the_spec_states_gates_clip_and_live_taps():
 
 def test_the_spec_imports_without_tensorflow():
   code = ('import sys; from entropy_coder.trainer import spec; '
-          'from entropy_coder.codec import engine, full_forward, network; '
+          'from entropy_coder.codec import engine, engine_weights, full_forward; '
           'assert "tensorflow" not in sys.modules, "TensorFlow imported"')
   subprocess.run([sys.executable, '-c', code], check=True)

@@ -1,7 +1,7 @@
 """The progressive model's definition (docs/ORIGINAL.md §5), in numpy only.
 
 This module is the model's definition. The Keras model (trainer/model.py), the numpy reference
-(codec/full_forward.py) and the codec engine (codec/network.py, which lays the weights out for
+(codec/full_forward.py) and the codec engine (codec/engine_weights.py, which lays the weights out for
 codec/engine.py) import from it the weights' names, shapes, initialisers and masks, the live
 taps, the LSTM gate order and cell, the prediction clip, the hidden width and the channel
 grouping, and restate none of them: what the agreement tests still compare is arithmetic.

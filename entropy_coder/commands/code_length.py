@@ -8,6 +8,7 @@ arguments, prints the report and draws the plot.
 import os
 
 from entropy_coder import plotting
+from entropy_coder.commands import common_arguments
 
 
 def register(subparsers):
@@ -15,7 +16,7 @@ def register(subparsers):
       'code-length', help='code length (bits/bit) and compression ratio of codes under a model',
       description='Prints total bits, bits per bit, the compression ratio (1 / bits per bit) and a '
       'per-layer table for a .npz code or a TFRecord file of codes.')
-  parser.add_argument('--model', required=True, help='model directory (train output, Trainer artifact or Pusher destination)')
+  common_arguments.add_model_argument(parser)
   parser.add_argument('--input', required=True, help='.npz code (original format) or TFRecord file/glob of codes')
   parser.add_argument('--plot', help='write a PNG of the per-layer code length')
   parser.add_argument('--json', action='store_true', help='print the result as JSON')
@@ -29,14 +30,8 @@ def run(args):
     output_files.check_output_file(args.plot, overwrite=True, flag='--plot')
   from entropy_coder.trainer import input_code_length  # pylint: disable=g-import-not-at-top
   result = input_code_length.code_length_of_input(args.model, args.input)
-  if args.json:
-    print(json.dumps(result, indent=2))
-  else:
-    print(format_report(result))
-  if args.plot:
-    plot_per_layer(result, args.plot)
-    if not args.json:
-      print(f'plot written to {args.plot}')
+  common_arguments.show(args, lambda: json.dumps(result, indent=2), lambda: format_report(result),
+                        lambda path: plot_per_layer(result, path), 'plot written to')
 
 
 def format_report(result):

@@ -32,46 +32,44 @@ import sys
 import threading
 import time
 
+from entropy_coder.commands import common_arguments
+
 COMPRESSED_SUFFIX = '.nec'
 
 
 def register(subparsers):
-  parser = subparsers.add_parser(
-      'compress', help='losslessly compress codes with a trained model (real bitstream)',
+  _add_coding_parser(
+      subparsers, 'compress', run_compress,
+      help='losslessly compress codes with a trained model (real bitstream)',
       description='Compresses a .npz code or a TFRecord file/glob of codes into one file, or '
       'many inputs (files, globs, directories) into one file each in -o DIR/; prints the sizes, '
-      'bits per bit, the ratio and the gap to the theoretical code length.')
-  parser.add_argument('--model', required=True,
-                      help='model directory (train output, Trainer artifact or Pusher destination)')
-  parser.add_argument('input', nargs='+',
-                      help='.npz code (original format) or TFRecord file/glob of codes; several '
-                      'files, globs or directories: one compressed file each (needs -o DIR)')
-  parser.add_argument('-o', '--output', required=True,
-                      help='compressed file to write; with several inputs an existing directory '
-                      '(DIR/<input name>.nec each; end it with / for a single input)')
-  parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
-  parser.add_argument('--threads', type=int, default=None,
-                      help='worker threads (default: all cores); the output does not depend on it')
-  parser.set_defaults(func=run_compress)
-
-  parser = subparsers.add_parser(
-      'decompress', help='restore codes from a file written by compress',
+      'bits per bit, the ratio and the gap to the theoretical code length.',
+      input_help='.npz code (original format) or TFRecord file/glob of codes; several '
+      'files, globs or directories: one compressed file each (needs -o DIR)',
+      output_help='compressed file to write; with several inputs an existing directory '
+      '(DIR/<input name>.nec each; end it with / for a single input)')
+  _add_coding_parser(
+      subparsers, 'decompress', run_decompress,
+      help='restore codes from a file written by compress',
       description='Decodes compressed files with the model that wrote them and writes the codes '
       'back in the input\'s format (.npz or TFRecord): one file to -o FILE, or many (files, globs, '
-      'directories of .nec files) to one file each in -o DIR/.')
-  parser.add_argument('--model', required=True,
-                      help='model directory (train output, Trainer artifact or Pusher destination)')
-  parser.add_argument('input', nargs='+',
-                      help='compressed file written by `entropy-coder compress`; several files, '
-                      'globs or directories: one restored file each (needs -o DIR)')
-  parser.add_argument('-o', '--output', required=True,
-                      help='restored .npz or TFRecord file; with several inputs an existing '
-                      'directory (DIR/<input name without .nec> each; end it with / for a single '
-                      'input)')
+      'directories of .nec files) to one file each in -o DIR/.',
+      input_help='compressed file written by `entropy-coder compress`; several files, '
+      'globs or directories: one restored file each (needs -o DIR)',
+      output_help='restored .npz or TFRecord file; with several inputs an existing '
+      'directory (DIR/<input name without .nec> each; end it with / for a single input)')
+
+
+def _add_coding_parser(subparsers, name, func, help, description, input_help, output_help):  # pylint: disable=redefined-builtin
+  """compress and decompress take the same arguments: a model, inputs, -o, --overwrite, --threads."""
+  parser = subparsers.add_parser(name, help=help, description=description)
+  common_arguments.add_model_argument(parser)
+  parser.add_argument('input', nargs='+', help=input_help)
+  parser.add_argument('-o', '--output', required=True, help=output_help)
   parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
-  parser.set_defaults(func=run_decompress)
+  parser.set_defaults(func=func)
 
 
 class _ProgressLine:

@@ -10,6 +10,7 @@ import math
 import os
 
 from entropy_coder import plotting
+from entropy_coder.commands import common_arguments
 from entropy_coder.errors import UserError, describe
 from entropy_coder.pipeline import configs  # light: no TF, Beam or TFX at its top level
 
@@ -34,14 +35,10 @@ def run(args):
   logging.getLogger('tensorflow').setLevel(logging.ERROR)  # TFMA's reader warns on every load
   _check_store_file(args.pipeline_root)
   evaluation = inspect_runs.latest_evaluation(args.pipeline_root)
-  if args.json:
-    print(json.dumps(evaluation.to_json(), indent=2, sort_keys=True, default=_json_number))
-  else:
-    print(format_table(evaluation))
-  if args.plot:
-    plot_layers(evaluation, args.plot)
-    if not args.json:
-      print(f'per-layer plot: {args.plot}')
+  common_arguments.show(
+      args, lambda: json.dumps(evaluation.to_json(), indent=2, sort_keys=True, default=_json_number),
+      lambda: format_table(evaluation), lambda path: plot_layers(evaluation, path),
+      'per-layer plot:')
   return 0
 
 

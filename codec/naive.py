@@ -34,6 +34,7 @@ from entropy_coder.codec.engine import PROB_BITS
 from entropy_coder.codec.full_forward import _conv3x3, _next_state
 from entropy_coder.codec.engine_weights import PRED_CLIP, TAPS_7X7
 from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
+from entropy_coder.trainer import spec
 
 _SCALE = float(1 << PROB_BITS)
 DTYPE = np.float32
@@ -57,7 +58,7 @@ class _Layer:
   matmul is one BLAS call over all pixels."""
 
   def __init__(self, net, k, s, width):
-    cd, hd = net.layer_depth, 2 * net.layer_depth
+    cd, hd = net.layer_depth, spec.hidden_depth(net.layer_depth)
     f = lambda a: np.ascontiguousarray(a, dtype=DTYPE)
     self.cd, self.hd, self.width = cd, hd, width
     self.w7 = f(net.w7[k].reshape(len(TAPS_7X7) * cd, hd).T)  # [h, (tap, channel)]
@@ -98,8 +99,7 @@ class _Layer:
         above[:hd, 1:], above[hd:2 * hd], above[2 * hd:, :-1] = h[:, :-1], h, h[:, 1:]
         z += self.wh @ above.reshape(3 * hd, -1)
       z = z.reshape(4 * hd, width, batch)
-      c = _sigmoid(z[:hd]) * c + _sigmoid(z[hd:2 * hd]) * np.tanh(z[2 * hd:3 * hd])
-      h = _sigmoid(z[3 * hd:]) * np.tanh(c)
+      h, c = spec.lstm_cell(z, c, _sigmoid, np.tanh, lambda v, n: np.split(v, n, axis=0))
       yield h
 
   def row_hidden(self, xpad, y):

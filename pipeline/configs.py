@@ -94,7 +94,7 @@ class RunSettings:
     if self.codes_dir is None:
       del values['codes_dir']  # optional
     # The same table-driven check (and messages) as model_config and train_config.
-    trainer_config._checked(values, source, dict, _FIELD_CHECKS)  # pylint: disable=protected-access
+    trainer_config.checked_fields(values, source, dict, _FIELD_CHECKS)
     shape = codes_format.check_shape(self.code_shape, source)
     if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))

@@ -96,15 +96,16 @@ def code_layers(depth, layer_depth, layer_count, coded_layer_count=0, source='<c
   return layers
 
 
-def _checked(values, source, kind, spec):
-  """Builds `kind` from a dict; `spec` maps key -> (type, required, check, text)."""
+def checked_fields(values, source, kind, fields):
+  """Builds `kind` from a dict; `fields` maps key -> (type, required, check, text): the one
+  table-driven check of every JSON config and settings file."""
   if not isinstance(values, dict):
     raise UserError(describe(source, f'must be a JSON object, got {type(values).__name__}'))
-  unknown = sorted(set(values) - set(spec))
+  unknown = sorted(set(values) - set(fields))
   if unknown:
-    raise UserError(describe(source, f'unknown key(s) {unknown}; expected {sorted(spec)}'))
+    raise UserError(describe(source, f'unknown key(s) {unknown}; expected {sorted(fields)}'))
   kwargs = {}
-  for key, (typ, required, check, text) in spec.items():
+  for key, (typ, required, check, text) in fields.items():
     if key not in values:
       if required:
         raise UserError(describe(source, f'missing key "{key}"'))
@@ -122,7 +123,7 @@ def _checked(values, source, kind, spec):
 
 def model_config_from_dict(values, source='model_config'):
   """The one check of a model_config, for training, export, the codec and the pipeline."""
-  config = _checked(values, source, ModelConfig, {
+  config = checked_fields(values, source, ModelConfig, {
       'layer_depth': (int, True, lambda v: v >= 1, 'a positive int'),
       'layer_count': (int, True, lambda v: v >= 1, 'a positive int'),
       'coded_layer_count': (int, False, lambda v: v >= 0, 'an int >= 0'),
@@ -135,7 +136,7 @@ def model_config_from_dict(values, source='model_config'):
 
 
 def train_config_from_dict(values, source='train_config'):
-  return _checked(values, source, TrainConfig, {
+  return checked_fields(values, source, TrainConfig, {
       'batch_size': (int, True, lambda v: v >= 1, 'a positive int'),
       'learning_rate': (float, True, lambda v: v > 0, 'a positive number'),
       'decay_rate': (float, True, lambda v: 0 < v <= 1, 'a number in (0, 1]'),

@@ -39,7 +39,7 @@ def _training_files(args):
   """(train patterns, eval patterns or None) from --input-config or --examples."""
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
   if args.input_config:
-    values = config_lib._checked(  # pylint: disable=protected-access
+    values = config_lib.checked_fields(
         config_lib.read_json(args.input_config), args.input_config, dict, _INPUT_CONFIG_CHECKS)
     return [values['data']], args.eval_examples
   root = args.examples

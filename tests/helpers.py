@@ -32,3 +32,12 @@ def write_examples_dir(root, train_codes, eval_codes):
 # README.md's claim: the model (Keras, numpy reference and codec engine) reproduces the 2017
 # probabilities to this absolute tolerance on the reference samples (measured: 5.1e-7 for Keras on TF-CPU).
 README_FIDELITY = 1e-6
+
+
+def reference_model(model_dir):
+  """The reference weights (layer_depth 2, 8 layers) written as a model directory at
+  `model_dir` and read back: the ModelFiles the codec tests code with."""
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  weights = dict(np.load(os.path.join(REFERENCE_DIR, 'weights_step25284.npz'), allow_pickle=False))
+  model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
+  return model_files.read_model_files(model_dir)

@@ -18,7 +18,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from helpers import REFERENCE_DIR
+from helpers import reference_model
+from hostile_files import RAW_DAMAGE, damage_raw, noise, refused_fast
 from entropy_coder import codec, model_files
 from entropy_coder.codec import bitstream
 from entropy_coder.data_gen import synthetic
@@ -27,10 +28,7 @@ from entropy_coder.errors import UserError
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp('reference_model'))
-  weights = dict(np.load(os.path.join(REFERENCE_DIR, 'weights_step25284.npz'), allow_pickle=False))
-  model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
-  return model_files.read_model_files(model_dir)
+  return reference_model(str(tmp_path_factory.mktemp('reference_model')))
 
 
 @pytest.fixture(scope='module')
@@ -329,42 +327,12 @@ def test_header_damage_past_the_header_check_is_caught_by_the_crc32(model, codes
     assert ('failed its CRC32 check' in message or 'compressed stream' in message), message
 
 
-def _refused_fast(data, model, problem):
-  """decompress refuses `data` with a one-line UserError naming `problem`, in well under a
-  second, without a big allocation and before any decoding (the progress callback never runs)."""
-  calls = []
-  tracemalloc.start()
-  started = time.perf_counter()
-  try:
-    with pytest.raises(UserError) as caught:
-      codec.decompress(data, model, progress=lambda done, _: calls.append(done), source='x.nec')
-    elapsed = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-  finally:
-    tracemalloc.stop()
-  message = str(caught.value)
-  assert '\n' not in message and message.startswith('x.nec: ') and problem in message, message
-  assert elapsed < 0.5, elapsed
-  assert peak < 4 * len(data) + (4 << 20), peak  # the file, a copy, a few MB of model
-  assert not calls
-  with pytest.raises(UserError, match=problem.replace('(', r'\(')):
-    codec.read_header(data, 'x.nec')  # refused by the container checks alone
-  return message
-
-
-_RANDOM = np.random.default_rng(5)
-
-
-def _noise(size):
-  return _RANDOM.integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def test_issue_file_declaring_a_16384x16384x2_code_is_refused_fast(model, packed):
+def test_issue_file_declaring_a_16384x16384x2_code_isrefused_fast(model, packed):
   """The file of the issue, in version 2: 1,041 bytes, a valid header check, one 16384x16384x2
   code (2^29 code bits): ~22 GB and 2^28 pixel steps if decoded."""
-  data = _v2_file([(16384, 16384, 2, 1, 254)], _noise(1016), _fingerprint(packed))
+  data = _v2_file([(16384, 16384, 2, 1, 254)], noise(1016), _fingerprint(packed))
   assert len(data) == 1041
-  message = _refused_fast(data, model, 'cannot come from')
+  message = refused_fast(data, model, 'cannot come from')
   assert f'at most {bitstream.max_code_bits(1016)}' in message
 
 
@@ -403,9 +371,9 @@ def test_issue_file_declaring_a_16384x16384x2_code_is_refused_fast(model, packed
     ([(2, 2, 2, 2, 1), (3, 3, 2, 1, 1)], 8, {'order': [1, 2, 1]}, 'not a permutation'),
     ([(2, 2, 2, 2, 1)], 4, {'order': [0, 2]}, 'not a permutation'),
 ])
-def test_crafted_tables_with_valid_checks_are_refused_fast(model, packed, entries, payload_bytes,
+def test_crafted_tables_with_valid_checks_arerefused_fast(model, packed, entries, payload_bytes,
                                                            fields, problem):
-  _refused_fast(_v2_file(entries, _noise(payload_bytes), _fingerprint(packed), **fields), model,
+  refused_fast(_v2_file(entries, noise(payload_bytes), _fingerprint(packed), **fields), model,
                 problem)
 
 
@@ -414,10 +382,10 @@ def test_numbers_must_be_in_their_shortest_form(model, packed):
   entry = b'\x02\x02\x02\x81\x00\x01'  # samples 1 spelled in two bytes
   head = b'\x89NEC\x02\x01\x00' + _fingerprint(packed) + b'\x01' + entry + bytes(4)
   data = head + bytes([_crc8(head)]) + bytes(4)
-  _refused_fast(data, model, 'shortest form')
+  refused_fast(data, model, 'shortest form')
   head = b'\x89NEC\x02\x01\x00' + _fingerprint(packed) + b'\xff' * 11 + b'\x01'
   data = head + bytes(8)
-  _refused_fast(_reseal(data), model, 'longer than 64 bits')
+  refused_fast(_reseal(data), model, 'longer than 64 bits')
 
 
 def test_work_bound_holds_for_the_cheapest_streams_and_is_tight():
@@ -494,15 +462,8 @@ def test_fuzzed_files_give_user_errors_only(model, packed, one_code, codes, data
   kind = data.draw(st.sampled_from(['flip', 'cut', 'insert', 'overwrite', 'shape', 'table',
                                     'tables']))
   position = data.draw(st.integers(0, len(original) - 1))
-  if kind == 'flip':
-    damaged[position] ^= data.draw(st.integers(1, 255))
-  elif kind == 'cut':
-    del damaged[position:position + data.draw(st.integers(1, 16))]
-  elif kind == 'insert':
-    damaged[position:position] = data.draw(st.binary(min_size=1, max_size=8))
-  elif kind == 'overwrite':
-    chunk = data.draw(st.binary(min_size=1, max_size=8))
-    damaged[position:position + len(chunk)] = chunk
+  if kind in RAW_DAMAGE:
+    damage_raw(damaged, kind, position, data)
   else:
     # 'shape': a chunk's height or width anywhere up to MAX_DIM; 'table(s)': one or several
     # numbers of the table set to hostile values. Rewritten with the true chunk CRCs and sealed.
@@ -559,10 +520,10 @@ def test_bad_codes_are_refused(model, bad, problem):
 def test_a_depth_the_model_cannot_decode_is_refused_before_decoding(model, packed):
   """Version 2 does not store the model's layer_depth (the fingerprint names the model): a depth
   that is no whole number of its layers is refused by the model's own check."""
-  data = _v2_file([(2, 2, 3, 1, 1)], _noise(4), _fingerprint(packed))
+  data = _v2_file([(2, 2, 3, 1, 1)], noise(4), _fingerprint(packed))
   codec.read_header(data)  # the container cannot know the model's layer_depth
   assert 'not a multiple' in _error(data, model)
-  data = _v2_file([(2, 2, 18, 1, 1)], _noise(4), _fingerprint(packed))
+  data = _v2_file([(2, 2, 18, 1, 1)], noise(4), _fingerprint(packed))
   assert 'at most 8' in _error(data, model)
 
 

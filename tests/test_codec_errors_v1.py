@@ -1,7 +1,6 @@
 """Damaged version-1 files (the layout before version 2, still read): one-line UserErrors, never
 a hang or a wrong output. The same checks as before version 2, against files written by
 `compress(..., format_version=1)` (bitstream.pack_v1); test_codec_errors.py tests version 2."""
-import os
 import struct
 import time
 import tracemalloc
@@ -12,7 +11,8 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 
-from helpers import REFERENCE_DIR
+from helpers import reference_model
+from hostile_files import RAW_DAMAGE, damage_raw, noise, refused_fast
 from entropy_coder import codec, model_files
 from entropy_coder.codec import bitstream
 from entropy_coder.data_gen import synthetic
@@ -22,10 +22,7 @@ from entropy_coder.errors import UserError
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp('reference_model'))
-  weights = dict(np.load(os.path.join(REFERENCE_DIR, 'weights_step25284.npz'), allow_pickle=False))
-  model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
-  return model_files.read_model_files(model_dir)
+  return reference_model(str(tmp_path_factory.mktemp('reference_model')))
 
 
 @pytest.fixture(scope='module')
@@ -127,42 +124,12 @@ def _craft(packed, chunks, payloads):
                         [0] * samples, payloads)
 
 
-def _refused_fast(data, model, problem):
-  """decompress refuses `data` with a one-line UserError naming `problem`, in well under a
-  second, without a big allocation and before any decoding (the progress callback never runs)."""
-  calls = []
-  tracemalloc.start()
-  started = time.perf_counter()
-  try:
-    with pytest.raises(UserError) as caught:
-      codec.decompress(data, model, progress=lambda done, _: calls.append(done), source='x.nec')
-    elapsed = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-  finally:
-    tracemalloc.stop()
-  message = str(caught.value)
-  assert '\n' not in message and message.startswith('x.nec: ') and problem in message, message
-  assert elapsed < 0.5, elapsed
-  assert peak < 4 * len(data) + (4 << 20), peak  # the file, a copy, a few MB of model
-  assert not calls
-  with pytest.raises(UserError, match=problem.replace('(', r'\(')):
-    codec.read_header(data, 'x.nec')  # refused by the container checks alone
-  return message
-
-
-_RANDOM = np.random.default_rng(5)
-
-
-def _noise(size):
-  return _RANDOM.integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def test_issue_file_declaring_a_16384x16384x2_chunk_is_refused_fast(model, packed):
+def test_issue_file_declaring_a_16384x16384x2_chunk_isrefused_fast(model, packed):
   """The file of the issue: 1,120 bytes, valid CRCs, one 16384x16384x2 chunk (2^29 code bits,
   exactly the old bound of 2^16 per payload bit): ~22 GB and 2^28 pixel steps if decoded."""
-  data = _craft(packed, [(16384, 16384, 2, 1, 1016)], [_noise(1016)])
+  data = _craft(packed, [(16384, 16384, 2, 1, 1016)], [noise(1016)])
   assert len(data) == 1120
-  message = _refused_fast(data, model, 'cannot come from')
+  message = refused_fast(data, model, 'cannot come from')
   assert f'at most {bitstream.max_code_bits(1016)}' in message
 
 
@@ -185,9 +152,9 @@ def test_issue_file_declaring_a_16384x16384x2_chunk_is_refused_fast(model, packe
     ([(2, 2, 2, 1, (1 << 64) - 8), (2, 2, 2, 1, 16)], [8], 'does not add up'),
     ([(2, 2, 2, 1, 6), (2, 2, 2, 1, 2)], [8], 'corrupt chunk table entry'),
 ])
-def test_crafted_tables_with_valid_crcs_are_refused_fast(model, packed, chunks, payload_sizes,
+def test_crafted_tables_with_valid_crcs_arerefused_fast(model, packed, chunks, payload_sizes,
                                                          problem):
-  _refused_fast(_craft(packed, chunks, [_noise(n) for n in payload_sizes]), model, problem)
+  refused_fast(_craft(packed, chunks, [noise(n) for n in payload_sizes]), model, problem)
 
 
 @pytest.mark.parametrize('offset, form, value, problem', [
@@ -196,11 +163,11 @@ def test_crafted_tables_with_valid_crcs_are_refused_fast(model, packed, chunks, 
     (24, '<I', (1 << 32) - 1, 'corrupt header'),               # chunk_count
     (32, '<Q', (1 << 64) - 1, 'truncated'),                    # payload_size
 ])
-def test_crafted_counts_with_valid_crcs_are_refused_fast(model, packed, offset, form, value,
+def test_crafted_counts_with_valid_crcs_arerefused_fast(model, packed, offset, form, value,
                                                          problem):
   damaged = bytearray(packed)
   struct.pack_into(form, damaged, offset, value)
-  _refused_fast(_seal(bytes(damaged)), model, problem)
+  refused_fast(_seal(bytes(damaged)), model, problem)
 
 
 def test_resealed_payload_damage_never_decodes_silently(model, packed, codes):
@@ -270,15 +237,8 @@ def test_fuzzed_files_give_user_errors_only(model, packed, codes, data):
   kind = data.draw(st.sampled_from(['flip', 'cut', 'insert', 'overwrite', 'shape', 'table',
                                     'tables']))
   position = data.draw(st.integers(0, len(packed) - 1))
-  if kind == 'flip':
-    damaged[position] ^= data.draw(st.integers(1, 255))
-  elif kind == 'cut':
-    del damaged[position:position + data.draw(st.integers(1, 16))]
-  elif kind == 'insert':
-    damaged[position:position] = data.draw(st.binary(min_size=1, max_size=8))
-  elif kind == 'overwrite':
-    chunk = data.draw(st.binary(min_size=1, max_size=8))
-    damaged[position:position + len(chunk)] = chunk
+  if kind in RAW_DAMAGE:
+    damage_raw(damaged, kind, position, data)
   elif kind == 'shape':  # a chunk's height or width anywhere up to MAX_DIM, re-sealed
     chunk = data.draw(st.integers(0, len(codec.read_header(packed).chunks) - 1))
     offset = (bitstream.V1_FIXED_HEADER.size + chunk * bitstream.V1_CHUNK_ENTRY.size

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import REFERENCE_DIR
+from helpers import reference_model
 from entropy_coder import codec, codes_format, model_files
 from entropy_coder.codec import api, bitstream, full_forward, engine_weights
 from entropy_coder.data_gen import synthetic
@@ -20,10 +20,7 @@ REGENERATE = os.environ.get('REGENERATE_CODEC_GOLDEN') == '1'
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-  model_dir = str(tmp_path_factory.mktemp('reference_model'))
-  weights = dict(np.load(os.path.join(REFERENCE_DIR, 'weights_step25284.npz'), allow_pickle=False))
-  model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
-  return model_files.read_model_files(model_dir)
+  return reference_model(str(tmp_path_factory.mktemp('reference_model')))
 
 
 def _assert_same(restored, codes):

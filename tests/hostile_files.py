@@ -1,0 +1,61 @@
+"""What the codec's hostile-file tests share, for both container versions (test_codec_errors.py
+for version 2, test_codec_errors_v1.py for version 1): the refusal check and the raw damage."""
+import time
+import tracemalloc
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+
+from entropy_coder import codec
+from entropy_coder.errors import UserError
+
+
+def refused_fast(data, model, problem):
+  """decompress refuses `data` with a one-line UserError naming `problem`, in well under a
+  second, without a big allocation and before any decoding (the progress callback never runs)."""
+  calls = []
+  tracemalloc.start()
+  started = time.perf_counter()
+  try:
+    with pytest.raises(UserError) as caught:
+      codec.decompress(data, model, progress=lambda done, _: calls.append(done), source='x.nec')
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  message = str(caught.value)
+  assert '\n' not in message and message.startswith('x.nec: ') and problem in message, message
+  assert elapsed < 0.5, elapsed
+  assert peak < 4 * len(data) + (4 << 20), peak  # the file, a copy, a few MB of model
+  assert not calls
+  with pytest.raises(UserError, match=problem.replace('(', r'\(')):
+    codec.read_header(data, 'x.nec')  # refused by the container checks alone
+  return message
+
+
+_RANDOM = np.random.default_rng(5)
+
+
+def noise(size):
+  return _RANDOM.integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+RAW_DAMAGE = ('flip', 'cut', 'insert', 'overwrite')
+
+
+def damage_raw(damaged, kind, position, data):
+  """Applies one of RAW_DAMAGE at `position` of the bytearray `damaged` (hypothesis `data`
+  draws the details); CRCs are left as they are."""
+  if kind == 'flip':
+    damaged[position] ^= data.draw(st.integers(1, 255))
+  elif kind == 'cut':
+    del damaged[position:position + data.draw(st.integers(1, 16))]
+  elif kind == 'insert':
+    damaged[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+  elif kind == 'overwrite':
+    chunk = data.draw(st.binary(min_size=1, max_size=8))
+    damaged[position:position + len(chunk)] = chunk
+  else:
+    raise ValueError(kind)
+

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from helpers import REFERENCE_DIR
+from helpers import reference_model
 from entropy_coder import model_files
 from entropy_coder import push_gates
 from entropy_coder.data_gen import example_wire, synthetic, tfrecord_files
@@ -23,9 +23,7 @@ def _examples_dir(root, eval_codes):
 
 def _trainer_model_dir(root):
   """A Trainer Model artifact: our model files under Format-Serving/."""
-  weights = dict(np.load(os.path.join(REFERENCE_DIR, 'weights_step25284.npz'), allow_pickle=False))
-  model_files.write_model_files(os.path.join(root, 'Format-Serving'), weights,
-                                {'layer_depth': 2, 'layer_count': 8})
+  reference_model(os.path.join(root, 'Format-Serving'))
   return root
 
 

@@ -446,21 +446,28 @@ class ChunkCoder:
     self.shape = (batch, height, width)
     self.layers = layers
 
+  def _code_known(self, k, layer_codes, xs, buffers, out_p, out_q):
+    """Feeds layer k's known bits (uint8 [B, H, W, cd]) through the pixel loop."""
+    net = self.net
+    layer_bits = np.ascontiguousarray(layer_codes.transpose(1, 2, 3, 0), dtype=np.int32)
+    code_known_layer(xs, k, layer_bits, self.weights, net.wb, net.bb, net.car, net.channel_causal,
+                     buffers, out_p, out_q)
+
   def encode(self, codes, layer_done):
     cd = self.net.layer_depth
-    layer_bits = [np.ascontiguousarray(codes[..., spec.layer_channels(k, cd)].transpose(1, 2, 3, 0),
-                                       dtype=np.int32)
-                  for k in range(self.layers)]
-    net, weights = self.net, self.weights
 
     def code_layer(k, xs, buffers, out_p, out_q):
-      code_known_layer(xs, k, layer_bits[k], weights, net.wb, net.bb, net.car, net.channel_causal,
-                       buffers, out_p, out_q)
+      self._code_known(k, codes[..., spec.layer_channels(k, cd)], xs, buffers, out_p, out_q)
 
     return self._run(code_layer, layer_done)
 
-  def decode(self, decode_bits, layer_done, row_done=None):
-    """decode_bits(probs) -> int32 bits of one step; row_done(k, y) after each row (progress)."""
+  def decode(self, decode_bits, layer_done, row_done=None, known=None):
+    """decode_bits(probs) -> int32 bits of one step; row_done(k, y) after each row (progress).
+
+    known: {k: uint8 [B, H, W, cd]}, layers whose bits the caller already has (coded outside
+    the model's stream): they are fed as the encoder feeds them, with no decode_bits call, and
+    layer_done still sees the model's probabilities for them."""
+    known = known or {}
     batch, height, width = self.shape
     cd = self.net.layer_depth
     causal = self.net.channel_causal
@@ -468,6 +475,12 @@ class ChunkCoder:
     weights, wb, bb, car = self.weights, self.net.wb, self.net.bb, self.net.car
 
     def code_layer(k, xs, buffers, out_p, out_q):
+      if k in known:
+        self._code_known(k, known[k], xs, buffers, out_p, out_q)
+        if row_done is not None:
+          for y in range(height):
+            row_done(k, y)
+        return
       # This loop runs H*W times per layer for the whole batch: kept lean on purpose.
       t0buf = buffers[5]
       bits, put_y, put_x, put_c0 = _NO_BITS, -1, 0, 0

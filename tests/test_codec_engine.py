@@ -180,3 +180,55 @@ def test_masked_taps_are_ignored_even_when_stored_unmasked(reference):
   garbage = engine_weights.build_network(files)
   assert np.array_equal(engine.engine_probabilities(garbage, codes[:1])[0],
                         engine.engine_probabilities(net, codes[:1])[0])
+
+
+@pytest.mark.parametrize('causal', [False, True])
+def test_known_layers_decode_as_if_decoded(reference, causal):
+  """decode(known=...) feeds the given layers without asking for their bits, and the other
+  layers see exactly the probabilities (and so decode exactly the bits) of a full decode."""
+  net, codes, _ = reference
+  net = _causal_net(net) if causal else net
+  codes = codes[:3, :9, :11]
+  batch, height, width, depth = codes.shape
+  cd = net.layer_depth
+  layers = depth // cd
+  known = {1: codes[..., spec.layer_channels(1, cd)], 4: codes[..., spec.layer_channels(4, cd)]}
+  probs = {}
+
+  def keep(store):
+    def layer_done(k, out_p, out_q, bits):
+      store[k] = (out_q.copy(), bits.copy())
+    return layer_done
+
+  engine.ChunkCoder(net, batch, height, width, layers).encode(codes, keep(probs))
+  asked = []
+  steps = {k: iter(bits.reshape(height * width, -1)) for k, (_, bits) in probs.items()}
+  current = [None]
+
+  def decode_bits(p):
+    asked.append(current[0])
+    return next(steps[current[0]])[:p.size] if causal else next(steps[current[0]])
+
+  seen = {}
+  # The decoder asks layer by layer; row_done's sequence says which layer it is in.
+  order = [k for k in range(layers) if k not in known]
+
+  class Layers:
+    def __init__(self):
+      self.i = 0
+      current[0] = order[0]
+
+    def row_done(self, k, y):
+      if k not in known and y == height - 1 and self.i + 1 < len(order):
+        self.i += 1
+        current[0] = order[self.i]
+
+  tracker = Layers()
+  if causal:  # one channel at a time: split each pixel's bits into per-channel steps
+    steps = {k: iter(bits.reshape(height * width * cd, batch)) for k, (_, bits) in probs.items()}
+  decoded = engine.ChunkCoder(net, batch, height, width, layers).decode(
+      decode_bits, keep(seen), tracker.row_done, known=known)
+  assert np.array_equal(decoded, codes)
+  assert set(asked) == set(order)
+  for k in range(layers):
+    assert np.array_equal(seen[k][0], probs[k][0])

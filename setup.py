@@ -37,6 +37,10 @@ setuptools.setup(
         'constriction==0.5.0',
         'zstandard',
         'matplotlib',
+        # Images in, and the classical baselines of bench/bench_real_codes.py (JPEG XL lossless).
+        'pillow',
+        'scikit-learn',   # its sample images (besides matplotlib's sample_data)
+        'imagecodecs',
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist', 'pytest-timeout', 'hypothesis'],

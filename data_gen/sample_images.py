@@ -12,7 +12,7 @@ size, kind and licence-free to use:
                                                                              big-endian, values
                                                                              0..215)
     jacksboro_dem   matplotlib sample_data/jacksboro_fault_dem   elevation   344 x 403 (int16)
-    topobathy       matplotlib sample_data/topobathy.npz         elevation    91 x 120 (float32)
+    topobathy       matplotlib sample_data, topobathy.npz        elevation    91 x 120 (float32)
 
 Elevation maps are scaled linearly from their own min..max to 0..255 and rounded; the scan is
 already in 0..215. Gray pictures are repeated into three channels, so every picture is

@@ -507,8 +507,7 @@ class ChunkCoder:
 
   def _run(self, code_layer, layer_done):
     batch, height, width = self.shape
-    cd = self.net.layer_depth
-    hd = spec.hidden_depth(cd)
+    cd, hd = self.net.layer_depth, self.net.hidden_depth
     xs = np.zeros((height, width, self.layers * cd, batch), dtype=np.int8)
     s = np.zeros((height, width, cd, batch), np.float32)
     rnn_h = np.zeros((height, width, hd, batch), np.float32)

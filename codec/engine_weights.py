@@ -36,6 +36,7 @@ class Network:
   """
   layer_depth: int
   layer_count: int
+  hidden_depth: int          # h (spec.hidden_depth of the model_config)
   max_layers: int            # layers a code may have: coded_layer_count if > 0, else layer_count
   channel_causal: bool
   fingerprint: str
@@ -77,10 +78,12 @@ def build_network(model_files):
   config = model_files.model_config
   cd, count = config['layer_depth'], config['layer_count']
   causal = bool(config.get('channel_causal', False))
+  h = spec.hidden_depth(cd, config.get('hidden_depth'))
   coded = config.get('coded_layer_count', 0) or count
   source = model_files.path or '<model>'
   weights = model_files.weights
-  shapes = spec.weight_shapes(ModelConfig(layer_depth=cd, layer_count=count, channel_causal=causal))
+  shapes = spec.weight_shapes(ModelConfig(layer_depth=cd, layer_count=count, channel_causal=causal,
+                                          hidden_depth=h))
   for name, shape in shapes.items():
     if name not in weights:
       raise UserError(describe(source, f'weights.npz has no "{name}" (shape {list(shape)}); '
@@ -99,10 +102,9 @@ def build_network(model_files):
     return np.ascontiguousarray(np.stack([transform(get(spec.layer_weight(k, suffix)))
                                           for k in range(count)]))
 
-  h = spec.hidden_depth(cd)
   ar_mask = channel_ar_mask(cd)
   return Network(
-      layer_depth=cd, layer_count=count, max_layers=coded, channel_causal=causal,
+      layer_depth=cd, layer_count=count, hidden_depth=h, max_layers=coded, channel_causal=causal,
       fingerprint=model_files.fingerprint, source=source,
       w7=stacked('brnn/adaptation0_masked7x7/kernel',
                  lambda a: spec.live_kernel(a, spec.ADAPTATION0_MASK)),

@@ -54,7 +54,7 @@ def _lstm_gates(z, c_prev):
 def _layer_prediction(net, k, x, s):
   """pred_k [B,H,W,cd] of layer k from its ±1 bits x and the state s."""
   _, height, width, _ = x.shape
-  hd = spec.hidden_depth(net.layer_depth)
+  hd = net.hidden_depth
   a0 = _taps(x, spec.TAPS_7X7, net.w7[k], net.b7[k])
   a = np.concatenate([np.tanh(a0), np.tanh(_conv3x3(s, net.w3s[k], net.b3s[k]))], axis=-1)
   z_in = _taps(a, spec.ROW_INPUT_TAPS, net.win[k], net.bl[k])
@@ -96,7 +96,7 @@ def full_forward(net, codes, layers=None):
     layers = net.layers_of(codes.shape[-1], '<codes>')
   x_all = 2.0 * codes.astype(np.float64) - 1.0
   batch, height, width, _ = codes.shape
-  hd = spec.hidden_depth(cd)
+  hd = net.hidden_depth
   s = np.zeros((batch, height, width, cd))
   rnn_h = np.zeros((batch, height, width, hd))
   rnn_c = np.zeros_like(rnn_h)

@@ -58,7 +58,7 @@ class _Layer:
   matmul is one BLAS call over all pixels."""
 
   def __init__(self, net, k, s, width):
-    cd, hd = net.layer_depth, spec.hidden_depth(net.layer_depth)
+    cd, hd = net.layer_depth, net.hidden_depth
     f = lambda a: np.ascontiguousarray(a, dtype=DTYPE)
     self.cd, self.hd, self.width = cd, hd, width
     self.w7 = f(net.w7[k].reshape(len(TAPS_7X7) * cd, hd).T)  # [h, (tap, channel)]
@@ -147,7 +147,7 @@ def naive_probabilities(net, codes):
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
   probs = np.empty((batch, height, width, depth))
-  state = _initial_state(batch, height, width, cd)
+  state = _initial_state(net, batch, height, width)
   for k in range(_layers(net, depth)):
     bits = codes[..., k * cd:(k + 1) * cd]
     layer = _Layer(net, k, state[0], width)
@@ -178,10 +178,11 @@ def naive_encode(net, codes):
   return encoder.finish()
 
 
-def _initial_state(batch, height, width, cd):
+def _initial_state(net, batch, height, width):
   """(s_0, layer_rnn h, c) = 0, float64 [B, H, W, cd or h] as full_forward keeps them."""
-  return (np.zeros((batch, height, width, cd)), np.zeros((batch, height, width, 2 * cd)),
-          np.zeros((batch, height, width, 2 * cd)))
+  return (np.zeros((batch, height, width, net.layer_depth)),
+          np.zeros((batch, height, width, net.hidden_depth)),
+          np.zeros((batch, height, width, net.hidden_depth)))
 
 
 def naive_decode(net, data, shape, max_steps=None):
@@ -194,7 +195,7 @@ def naive_decode(net, data, shape, max_steps=None):
   cd = net.layer_depth
   codes = np.zeros(shape, dtype=np.uint8)
   decoder = StreamDecoder(data, '<naive stream>')
-  state = _initial_state(batch, height, width, cd)
+  state = _initial_state(net, batch, height, width)
   step = 0
   for k in range(_layers(net, depth)):
     layer = _Layer(net, k, state[0], width)

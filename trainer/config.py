@@ -6,6 +6,7 @@ Here every key is validated when the file is read, and errors name the file and 
 import dataclasses
 import json
 import os
+import typing
 
 from entropy_coder.errors import UserError, describe, opened_user_file
 from entropy_coder.trainer import spec
@@ -20,11 +21,12 @@ class ModelConfig:
   layer_count: int  # how many layers the model has weights for
   coded_layer_count: int = 0  # > 0: only the first coded_layer_count layers are modelled
   channel_causal: bool = False  # our extension: bit c also sees bits < c of its pixel and layer
+  # Our capacity key: h, the width of every hidden stage. Absent (None) it is the original's
+  # 2 * layer_depth (spec.hidden_depth); __post_init__ resolves it, so it is always an int.
+  hidden_depth: typing.Optional[int] = None
 
-  @property
-  def hidden_depth(self):
-    """h, the width of every hidden stage: spec.hidden_depth (docs/ORIGINAL.md §5)."""
-    return spec.hidden_depth(self.layer_depth)
+  def __post_init__(self):
+    object.__setattr__(self, 'hidden_depth', spec.hidden_depth(self.layer_depth, self.hidden_depth))
 
   def coded_depth(self, depth, source='<code>', model='the model'):
     """How many channels of a depth-`depth` code are modelled: all of them. UserError if the
@@ -43,7 +45,13 @@ class ModelConfig:
     return layers * self.layer_depth
 
   def to_dict(self):
-    return dataclasses.asdict(self)
+    """The config as JSON keys. `hidden_depth` only when it is not the original's default: the
+    model fingerprint hashes this dict (entropy_coder/model_files.py), so models and bitstreams
+    written before the key existed keep theirs, whichever way a writer spells the default."""
+    values = dataclasses.asdict(self)
+    if self.hidden_depth == spec.hidden_depth(self.layer_depth):
+      del values['hidden_depth']
+    return values
 
 
 # Adam's epsilon when a train_config does not say: the best we measured (docs/BENCHMARKS.md).
@@ -128,6 +136,7 @@ def model_config_from_dict(values, source='model_config'):
       'layer_count': (int, True, lambda v: v >= 1, 'a positive int'),
       'coded_layer_count': (int, False, lambda v: v >= 0, 'an int >= 0'),
       'channel_causal': (bool, False, lambda v: True, 'true or false'),
+      'hidden_depth': (int, False, lambda v: v >= 1, 'a positive int'),
   })
   if config.coded_layer_count > config.layer_count:
     raise UserError(describe(source, f'"coded_layer_count" ({config.coded_layer_count}) exceeds '

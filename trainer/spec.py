@@ -24,9 +24,10 @@ from entropy_coder.trainer import masks
 # ---- widths and channel grouping ---------------------------------------------------------------
 
 
-def hidden_depth(layer_depth):
-  """h = 2 * cd, the width of every hidden stage."""
-  return 2 * layer_depth
+def hidden_depth(layer_depth, hidden=None):
+  """h, the width of every hidden stage: a model_config's `hidden_depth` when it sets one
+  (`hidden`), else the original's 2 * cd (so a config without the key is the original's shape)."""
+  return 2 * layer_depth if hidden is None else hidden
 
 
 def layer_channels(layer, layer_depth):
@@ -136,9 +137,9 @@ def layer_weight(layer, suffix):
 
 def weight_specs(config):
   """{name: WeightSpec} of every weight of a model `config` (layer_depth, layer_count,
-  channel_causal: a trainer.config.ModelConfig), in the reference's names and shapes
-  (tests/data/reference/README.md; kernels HWIO)."""
-  cd, h = config.layer_depth, hidden_depth(config.layer_depth)
+  channel_causal, hidden_depth: a trainer.config.ModelConfig), in the reference's names and
+  shapes (tests/data/reference/README.md; kernels HWIO)."""
+  cd, h = config.layer_depth, config.hidden_depth
   gates = len(GATES) * h
   per_layer = {
       'brnn/adaptation0_masked7x7': _conv(7, 7, cd, h, mask=ADAPTATION0_MASK),

@@ -8,6 +8,7 @@ batch without training), checkpoints that resume exactly, and more than one devi
 several (MirroredStrategy), several machines (MultiWorkerMirroredStrategy when TF_CONFIG names a
 cluster), with XLA on GPU; the choice and its log line are `distribute.py`'s.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +28,47 @@ from entropy_coder.trainer.model import ProgressiveModel
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 LOG_SUBDIR = 'logs'
+# The weights of the evaluation with the lowest eval code length, and which step that was: what
+# `export` writes (the checkpoints keep the last step, for resuming).
+BEST_WEIGHTS_FILE = 'best_eval_weights.npz'
+BEST_RECORD_FILE = 'best_eval.json'
+# An eval code length more than this fraction above the training one is reported as
+# overfitting (`overfitting_note`): the one threshold the train CLI and the pipeline use.
+OVERFIT_MARGIN = 0.10
+
+
+@dataclasses.dataclass(frozen=True)
+class BestEval:
+  """The evaluation with the lowest eval code length so far: its step and figure."""
+  step: int
+  eval_code_length: float
+
+
+def overfitting_note(train_code_length, eval_code_length):
+  """A one-line note when the eval code length is more than OVERFIT_MARGIN above the training
+  one (the model learned its training codes, not the kind of code), else None."""
+  if not (np.isfinite(train_code_length) and np.isfinite(eval_code_length)
+          and train_code_length > 0):
+    return None
+  excess = eval_code_length / train_code_length - 1.0
+  if excess <= OVERFIT_MARGIN:
+    return None
+  return (f'overfitting: eval code length {eval_code_length:.4f} is {100 * excess:.0f} % above '
+          f'the training {train_code_length:.4f} bits/bit (threshold {100 * OVERFIT_MARGIN:.0f} %); '
+          'train on more codes, evaluate more often (the best evaluation is exported), or set '
+          'weight_decay in the train config')
+
+
+def kept_step_line(best, last_step, last_eval):
+  """What `Trainer.export` writes, in one line: the best evaluation's step, or the last."""
+  if best is None:
+    return f'exported the weights of the last step {last_step} (no evaluation)'
+  if best.step == last_step:
+    return (f'exported the weights of step {last_step}, the last, which had the lowest eval code '
+            f'length ({best.eval_code_length:.4f} bits/bit)')
+  return (f'exported the weights of step {best.step}, the lowest eval code length '
+          f'({best.eval_code_length:.4f} bits/bit), not the last step {last_step} '
+          f'(eval {last_eval:.4f})')
 
 
 def learning_rate_schedule(train_config):
@@ -101,6 +143,7 @@ class Trainer:
     self.manager = self._manager(self.checkpoint_dir) if self.is_chief else None
     self._train_step = None
     self._evaluate_batch = None
+    self.best = None  # BestEval of this run (chief only): `export` writes its weights
 
   @property
   def is_chief(self):
@@ -138,7 +181,8 @@ class Trainer:
     when any of them returns the chief's export is complete. -> export_dir, or None."""
     from entropy_coder.trainer import export as export_lib  # pylint: disable=g-import-not-at-top
     if self.is_chief:
-      export_lib.export_model(self.model, export_dir)
+      with self._best_weights_loaded():
+        export_lib.export_model(self.model, export_dir)
     else:
       temporary = self._dirs.temporary()
       try:
@@ -165,11 +209,56 @@ class Trainer:
   def step(self):
     return int(self.optimizer.iterations.numpy())
 
+  def _best_path(self, name):
+    return os.path.join(self.train_dir, name)
+
+  def _note_eval(self, step, length):
+    """Keeps the weights of an evaluation that beats every earlier one (chief only), on disk
+    beside the checkpoints, so that a resumed run still knows its best."""
+    if not np.isfinite(length) or (self.best is not None and length >= self.best.eval_code_length):
+      return
+    import io  # pylint: disable=g-import-not-at-top
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: variable.numpy()
+                        for name, variable in self.model.named_variables_by_name().items()})
+    tf.io.gfile.makedirs(self.train_dir)
+    with tf.io.gfile.GFile(self._best_path(BEST_WEIGHTS_FILE), 'wb') as f:
+      f.write(buffer.getvalue())
+    self.best = BestEval(int(step), float(length))
+    with tf.io.gfile.GFile(self._best_path(BEST_RECORD_FILE), 'w') as f:
+      f.write(json.dumps(dataclasses.asdict(self.best)))
+
+  def _restore_best(self):
+    path = self._best_path(BEST_RECORD_FILE)
+    if self.is_chief and tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        self.best = BestEval(**json.loads(f.read()))
+
+  @contextlib.contextmanager
+  def _best_weights_loaded(self):
+    """The model holds the best evaluation's weights inside, its own again after."""
+    if self.best is None or self.best.step == self.step:
+      yield
+      return
+    variables = self.model.named_variables_by_name()
+    current = {name: variable.numpy() for name, variable in variables.items()}
+    import io  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(self._best_path(BEST_WEIGHTS_FILE), 'rb') as f:
+      with np.load(io.BytesIO(f.read()), allow_pickle=False) as best:
+        for name, variable in variables.items():
+          variable.assign(best[name])
+    try:
+      yield
+    finally:
+      for name, variable in variables.items():
+        variable.assign(current[name])
+
   def restore(self):
     """Resumes from the newest checkpoint in train_dir, if any. Returns the step reached."""
     latest = tf.train.latest_checkpoint(self.checkpoint_dir)  # the chief's, on every worker
     if latest:
       self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self._restore_best()
     return self.step
 
   def _build_step(self):
@@ -184,7 +273,7 @@ class Trainer:
         loss = code_length_lib.code_length(coded, probs)
         # Each replica holds an equal share of the global batch: scaling by 1/replicas makes
         # the all-reduced (summed) gradient that of the global batch mean.
-        scaled = loss / replicas
+        scaled = (loss + self._weight_penalty()) / replicas
       return loss, tape.gradient(scaled, self.model.trainable_variables)
 
     if self.xla:
@@ -204,6 +293,15 @@ class Trainer:
       return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
 
     return step
+
+  def _weight_penalty(self):
+    """weight_decay * the sum of squared (masked) kernel weights; 0.0 without weight decay."""
+    decay = self.train_config.weight_decay
+    if not decay:
+      return 0.0
+    kernels = [self.model.weight(name) for name in self.model.named_variables_by_name()
+               if name.endswith('kernel')]
+    return decay * tf.add_n([tf.reduce_sum(tf.square(kernel)) for kernel in kernels])
 
   def train_step(self, distributed_batch):
     if self._train_step is None:
@@ -290,6 +388,7 @@ class Trainer:
         tf.summary.scalar(f'eval/code_length_layer_{k:02d}', value, step=step)
       progress(f'step {step}: eval code length {length:.4f} bits/bit '
                f'(per layer {", ".join(f"{v:.4f}" for v in per_layer)})')
+      self._note_eval(step, length)
     if save:
       self._save(step)
     return length, per_layer

@@ -8,7 +8,9 @@ def register(subparsers):
   parser = subparsers.add_parser(
       'train', help='train the progressive model on codes (same code as the TFX Trainer)',
       description='Trains the progressive model; rerun with the same --train-dir to resume '
-      'from the newest checkpoint. Exports the model to <train-dir>/model at the end.')
+      'from the newest checkpoint. Exports the model to <train-dir>/model at the end: the '
+      'weights of the evaluation with the lowest eval code length (--eval-every), not '
+      'necessarily the last step\'s.')
   parser.add_argument('--model-config', required=True, help='model_config.json (layer_depth, layer_count, ...)')
   parser.add_argument('--train-config', required=True, help='train_config.json (batch_size, learning_rate, ...)')
   source = parser.add_mutually_exclusive_group(required=True)
@@ -19,7 +21,8 @@ def register(subparsers):
   parser.add_argument('--train-dir', required=True, help='checkpoints, TensorBoard logs and the exported model')
   parser.add_argument('--steps', type=int, default=5000, help='train until this global step (default 5000)')
   parser.add_argument('--log-every', type=int, default=100, help='progress line every N steps (N >= 1)')
-  parser.add_argument('--eval-every', type=int, default=0, help='evaluate every N steps (0: only at the end)')
+  parser.add_argument('--eval-every', type=int, default=0, help='evaluate every N steps (0: only at the end); the export takes the weights '
+                      'of the evaluation with the lowest eval code length')
   parser.add_argument('--seed', type=int, default=0, help='initialisation and shuffle seed')
   parser.add_argument('--xla', choices=('auto', 'on', 'off'), default='auto',
                       help='XLA-compile the training step (auto: on when training on GPUs, off on CPU)')
@@ -106,4 +109,8 @@ def run(args):
     return
   print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit'
         + (f', eval {result.eval_code_length:.4f} bits/bit' if eval_patterns else ''))
+  note = train_loop.overfitting_note(result.train_code_length, result.eval_code_length)
+  if note:
+    print(f'note: {note}')
+  print(train_loop.kept_step_line(trainer.best, result.steps, result.eval_code_length))
   print(f'model exported to {model_dir}')

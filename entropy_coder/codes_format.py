@@ -260,6 +260,18 @@ def read_codes(path):
   return codes, fmt, 0
 
 
+def layer_depth_warning(source, file_layer_depth, model_layer_depth, model='the model'):
+  """The warning when a code's own layer grouping (its .npz `layer_depth`, or an imported
+  dataset's) differs from the model's, or None. Not an error: any D that is a multiple of the
+  model's layer_depth codes losslessly, but the model then groups bits into layers the encoder
+  did not make (e.g. two iterations as one layer), which usually costs compression."""
+  if not file_layer_depth or file_layer_depth == model_layer_depth:
+    return None
+  return (f'warning: {source}: the code\'s layer_depth is {file_layer_depth} but {model} has '
+          f'layer_depth {model_layer_depth}; its bits are grouped into layers of '
+          f'{model_layer_depth}, not the encoder\'s iterations of {file_layer_depth}')
+
+
 def _npy_header(archive, key, path):
   """(shape, dtype) of member `key` of an open NpzFile, read from its .npy header alone: the
   data is neither decompressed nor (for object arrays) unpickled."""

@@ -1,8 +1,20 @@
 """tf.data input of codes for training and evaluation, from TFRecord files of tf.Examples.
 
-Like the original (`unique_code_size: true`) a dataset has one code shape: it is read from the
-first record (the original's ReadFirstCode) and becomes the static shape of every batch, which
-keeps the graph small and fast. Records of another shape fail with a message naming the shape.
+A dataset may mix codes of any H x W (one depth D, which must fit the model). `code_shapes`
+reads every record's `code_shape` before training, so a bad record or a depth the model cannot
+code fails at once. Then:
+
+* one shape and no smaller `crop` (the original's `unique_code_size: true` case): batches of
+  whole codes of that static shape, parsed a batch at a time, exactly as before;
+* otherwise training runs on tiles (`training_tiles`): every epoch cuts every code into a grid
+  of `crop` x `crop` tiles whose seams move by a per-epoch seeded offset; edge tiles are
+  shifted inside the code (they overlap their neighbour) so that EVERY bit of every code is in
+  a tile EVERY epoch. A code smaller than the crop in a dimension is tiled at its own size
+  there; tiles are batched with tiles of their own shape (`group_by_window`), so every batch
+  has one shape and a train step is traced once per tile shape (a handful);
+* evaluation (`eval_dataset`) always sees whole codes, batched by exact shape, so a code's
+  figure is the one it has alone (docs/DESIGN.md, "Mixed shapes").
+
 Both our packed layout and the original's float layout are read (entropy_coder.codes_format).
 """
 import numpy as np
@@ -109,3 +121,131 @@ def code_dataset(patterns, batch_size, shuffle_seed=None, repeat=False, drop_rem
   return dataset.prefetch(tf.data.AUTOTUNE), tuple(shape)
 
 
+
+
+# Tile side for a training set of several shapes when the train config sets no `crop` (0).
+DEFAULT_MIXED_CROP = 32
+# Tiles shuffled across codes before they are grouped into batches of one shape.
+_TILE_SHUFFLE = 2048
+
+
+def _feature_specs(packed):
+  code = (tf.io.FixedLenFeature([], tf.string) if packed else tf.io.VarLenFeature(tf.float32))
+  return {codes_format.FEATURE_CODE: code,
+          codes_format.FEATURE_SHAPE: tf.io.FixedLenFeature([3], tf.int64)}
+
+
+def parse_one(serialized, packed, depth):
+  """One serialized Example -> float32 {0,1} code [H, W, depth], H and W its own."""
+  features = tf.io.parse_single_example(serialized, _feature_specs(packed))
+  shape = tf.cast(features[codes_format.FEATURE_SHAPE], tf.int32)
+  tf.debugging.assert_equal(shape[2], depth, message=f'every code must have depth {depth}')
+  if packed:
+    bits = unpack_bits(tf.io.decode_raw(features[codes_format.FEATURE_CODE], tf.uint8),
+                       tf.reduce_prod(shape))
+  else:
+    bits = tf.cast(tf.sparse.to_dense(features[codes_format.FEATURE_CODE]) > 0, tf.float32)
+  return tf.ensure_shape(tf.reshape(bits, shape), [None, None, depth])
+
+
+def code_shapes(patterns):
+  """Every record's (H, W, D), in file order: one pass reading only `code_shape`.
+
+  -> (shapes, files, is_packed_layout, compression). The first record of the first file is
+  fully checked (first_code); a file that is not a TFRecord is a one-line UserError.
+  """
+  files = list_files(patterns)
+  _, packed, compression = first_code(files)
+  shapes = []
+  for path in files:
+    records = tf.data.TFRecordDataset([path], compression_type=compression).batch(1024)
+    spec = {codes_format.FEATURE_SHAPE: tf.io.FixedLenFeature([3], tf.int64)}
+    try:
+      for batch in records:
+        shapes.extend(tuple(int(v) for v in row)
+                      for row in tf.io.parse_example(batch, spec)[codes_format.FEATURE_SHAPE].numpy())
+    except tf.errors.OpError as e:
+      text = ' '.join(codes_format.tf_error_text(e).split())
+      raise UserError(f'{path}: a record without a valid code_shape ({text[:200]})') from None
+  for shape in shapes:
+    codes_format.check_shape(shape, files[0])
+  return shapes, files, packed, compression
+
+
+def tile_size(shapes, crop):
+  """The training tile side for a dataset of `shapes`, or None for whole codes.
+
+  crop > 0 tiles any dataset whose codes exceed it; crop 0 (the default) keeps whole codes
+  when the dataset has one shape, else tiles of DEFAULT_MIXED_CROP.
+  """
+  if crop == 0:
+    return None if len(set(shapes)) == 1 else DEFAULT_MIXED_CROP
+  if all(h <= crop and w <= crop for h, w, _ in shapes) and len(set(shapes)) == 1:
+    return None
+  return crop
+
+
+def tile_starts(size, tile, offset):
+  """Starts of the tiles covering [0, size) with seams at offset - tile + k * tile, edge tiles
+  shifted inside: int32 [n], increasing, every index in [0, size) in some tile."""
+  starts = tf.clip_by_value(tf.range(-offset, size, tile), 0, size - tile)
+  return tf.unique(starts)[0]
+
+
+def epoch_offsets(seed, epoch, tile_shape):
+  """The seams' offset (oy, ox) of an epoch, each in [0, tile): deterministic in (seed, epoch)."""
+  u = tf.random.stateless_uniform([2], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+  return tf.minimum(tf.cast(u * tf.cast(tile_shape, tf.float32), tf.int32), tile_shape - 1)
+
+
+def code_tiles(code, tile, seed, epoch):
+  """[H, W, D] code -> its tiles of one epoch [n, th, tw, D], th = min(tile, H), tw likewise."""
+  shape = tf.shape(code)
+  tile_shape = tf.minimum(shape[:2], tile)
+  oy, ox = tf.unstack(epoch_offsets(seed, epoch, tile_shape))
+  rows = tile_starts(shape[0], tile_shape[0], oy)[:, None] + tf.range(tile_shape[0])
+  cols = tile_starts(shape[1], tile_shape[1], ox)[:, None] + tf.range(tile_shape[1])
+  tiles = tf.gather(tf.gather(code, rows), cols, axis=2)  # [ny, th, nx, tw, D]
+  tiles = tf.transpose(tiles, [0, 2, 1, 3, 4])
+  return tf.reshape(tiles, tf.concat([[-1], tile_shape, shape[2:]], 0))
+
+
+def _shape_key(tensor):
+  shape = tf.cast(tf.shape(tensor), tf.int64)
+  return shape[0] * (1 << 31) + shape[1]
+
+
+def training_tiles(files, packed, compression, depth, batch_size, tile, seed, first_epoch=0):
+  """Endless batches [B, th, tw, D] of the tiles of every code, epoch after epoch (see the
+  module docstring). Records are shuffled per epoch with a seed derived from (seed, epoch)."""
+  records = tf.data.TFRecordDataset(files, compression_type=compression)
+
+  def epoch_records(epoch):
+    shuffled = records.shuffle(4096, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+    return shuffled.map(lambda r: (parse_one(r, packed, depth), epoch))
+
+  dataset = tf.data.Dataset.counter(first_epoch).flat_map(epoch_records)
+  dataset = dataset.flat_map(lambda code, epoch: tf.data.Dataset.from_tensor_slices(
+      code_tiles(code, tile, seed, epoch)))
+  dataset = dataset.shuffle(_TILE_SHUFFLE, seed=seed, reshuffle_each_iteration=False)
+  return dataset.group_by_window(
+      key_func=_shape_key, reduce_func=lambda _, tiles: tiles.batch(batch_size, drop_remainder=True),
+      window_size=batch_size)
+
+
+def eval_dataset(patterns, batch_size):
+  """Whole codes, each once, batched with codes of its exact shape: -> (dataset, shapes).
+
+  One shape: the static-shape batches of code_dataset. Several: batches [B, H, W, D] of one
+  (H, W) each, so every code is computed exactly as alone (the model has no cross-example op).
+  """
+  shapes, files, packed, compression = code_shapes(patterns)
+  if len(set(shapes)) == 1:
+    return code_dataset(files, batch_size)[0], shapes
+  depth = shapes[0][2]
+  dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+  dataset = dataset.map(lambda r: parse_one(r, packed, depth))
+  dataset = dataset.group_by_window(
+      key_func=_shape_key, reduce_func=lambda _, codes: codes.batch(batch_size),
+      window_size=batch_size)
+  return dataset.prefetch(tf.data.AUTOTUNE), shapes

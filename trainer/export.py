@@ -7,16 +7,19 @@ TensorFlow-free codec, with a fingerprint that bitstreams record.
 """
 import tensorflow as tf
 
-from entropy_coder import model_files
+from entropy_coder import codes_format, model_files
 from entropy_coder.trainer import code_length as code_length_lib
 from entropy_coder.trainer import data
 from entropy_coder.trainer import serving_contract as contract
 
 
 class ServingModule(tf.Module):
-  """The exported functions. Outputs, for a batch of codes of one shape:
+  """The exported functions. Outputs, for a batch of codes (of any mix of H x W: a batch of one
+  shape runs batched, any other batch code by code, `tf.map_fn`, each at its own shape, so a
+  code's figures never depend on its batch):
 
-  probs [B, N] P(bit = 1) in C order of the coded [H, W, D_coded];
+  probs [B, N] P(bit = 1) in C order of the coded [H, W, D_coded]; N is the largest
+  num_bits of the batch, probs[b, num_bits[b]:] are padding (0.5);
   code_length_bits [B] (sum of -log2 p(true bit)); num_bits [B];
   layer_code_length_bits and layer_num_bits [B, layer_count] (zero for absent layers).
   """
@@ -49,19 +52,58 @@ class ServingModule(tf.Module):
         contract.LAYER_NUM_BITS: layer_counts,
     }
 
+  def _coded_sizes(self, examples):
+    """Per example: its coded bit count N_b (int32 [B]), and whether all share one shape."""
+    shapes = tf.cast(tf.io.parse_example(examples, {
+        codes_format.FEATURE_SHAPE: tf.io.FixedLenFeature([3], tf.int64),
+    })[codes_format.FEATURE_SHAPE], tf.int32)
+    sizes = shapes[:, 0] * shapes[:, 1] * self.model_config.coded_depth_tensor(shapes[:, 2])
+    return sizes, tf.reduce_all(tf.equal(shapes, shapes[:1]))
+
+  def _mixed(self, examples, compute, shapes, padding):
+    """`compute(bits [B, H, W, D])` -> {key: [B, ...]} for serialized examples of any shapes.
+
+    `shapes` gives each output's per-example shape; keys in `padding` are per-bit outputs,
+    flattened to [B, N_b] and padded with `padding[key]` to the batch's largest N. One shape
+    in the batch: computed on the whole batch; several: per example (map_fn), each alone.
+    """
+    sizes, uniform = self._coded_sizes(examples)
+    width = tf.reduce_max(sizes)
+
+    def flat(outputs, count):
+      return {key: tf.reshape(value, [count, -1]) if key in padding else value
+              for key, value in outputs.items()}
+
+    def whole_batch():
+      return flat(compute(data.parse_packed_batch(examples)), tf.shape(examples)[0])
+
+    def one_example(example):
+      outputs = flat(compute(data.parse_packed_batch(example[None])), 1)
+      return {key: (tf.pad(value[0], [[0, width - tf.shape(value)[1]]],
+                           constant_values=padding[key]) if key in padding else value[0])
+              for key, value in outputs.items()}
+
+    def each_example():
+      signature = {key: tf.TensorSpec(shape, tf.float32) for key, shape in shapes.items()}
+      return tf.map_fn(one_example, examples, fn_output_signature=signature)
+
+    return tf.cond(uniform, whole_batch, each_example)
+
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)],
                autograph=False)
   def serve_examples(self, examples):
-    outputs = self._outputs(data.parse_packed_batch(examples))
-    outputs[contract.PROBS] = tf.reshape(outputs[contract.PROBS], [tf.shape(examples)[0], -1])
-    return outputs
+    layers = [self._layer_count]
+    shapes = {contract.PROBS: [None], contract.CODE_LENGTH_BITS: [], contract.NUM_BITS: [],
+              contract.LAYER_CODE_LENGTH_BITS: layers, contract.LAYER_NUM_BITS: layers}
+    return self._mixed(examples, self._outputs, shapes, {contract.PROBS: 0.5})
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)],
                autograph=False)
   def labels(self, examples):
-    bits = data.parse_packed_batch(examples)
-    coded = self.model_config.coded_depth_tensor(tf.shape(bits)[-1])
-    return {contract.LABEL_KEY: tf.reshape(bits[..., :coded], [tf.shape(examples)[0], -1])}
+    def label(bits):
+      coded = self.model_config.coded_depth_tensor(tf.shape(bits)[-1])
+      return {contract.LABEL_KEY: bits[..., :coded]}
+    return self._mixed(examples, label, {contract.LABEL_KEY: [None]}, {contract.LABEL_KEY: 0.0})
 
   @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32,
                                               name=contract.CODES_INPUT)],

@@ -6,6 +6,7 @@ the figure is the one the real bitstream is compared with. (Not `Trainer.evaluat
 trainer/train_loop.py, which measures the eval split during training.)
 """
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,16 @@ def read_codes(path):
   return codes_format.read_codes(path)[0]
 
 
+def read_codes_for(path, layer_depth, model='the model', warn=None):
+  """read_codes, and a warning (to `warn`, default stderr) when a .npz's own layer_depth is
+  not the model's (codes_format.layer_depth_warning)."""
+  codes, _, file_layer_depth = codes_format.read_codes(path)
+  text = codes_format.layer_depth_warning(path, file_layer_depth, layer_depth, model)
+  if text:
+    (warn or (lambda line: print(line, file=sys.stderr, flush=True)))(text)
+  return codes
+
+
 def per_layer_bits(model, codes):
   """Summed -log2 p per (code, layer): float64 [N, L_coded], codes batched by shape."""
   layer_depth = model.config.layer_depth
@@ -62,8 +73,8 @@ def per_layer_bits(model, codes):
 def code_length_of_input(model_path, input_path):
   """Total and per-layer code length of every code in `input_path`, as a JSON-able dict."""
   model, files = load_model(model_path)
-  codes = read_codes(input_path)
   config = model.config
+  codes = read_codes_for(input_path, config.layer_depth, f'the model at {files.path}')
   for source, bits in codes:
     config.coded_depth(bits.shape[-1], source, f'the model at {files.path}')
   sums = per_layer_bits(model, codes)
@@ -73,14 +84,21 @@ def code_length_of_input(model_path, input_path):
     layer_bits[:len(row)] += row
     layer_counts[:len(row)] += bits.shape[0] * bits.shape[1] * config.layer_depth
   total_bits, num_bits = float(layer_bits.sum()), float(layer_counts.sum())
-  bits_per_bit = total_bits / num_bits
+  bits_per_bit = total_bits / num_bits  # pooled: every bit weighs the same
+  per_code = [float(row.sum()) / (bits.shape[0] * bits.shape[1] * config.layer_depth * len(row))
+              for (_, bits), row in zip(codes, sums)]
   return {
       'model': files.path,
       'input': input_path,
       'samples': len(codes),
+      'shapes': len({bits.shape for _, bits in codes}),
       'coded_bits': int(num_bits),
       'total_bits': total_bits,
       'bits_per_bit': bits_per_bit,
+      # Each code's bits/bit, averaged with every code weighing the same (a small code counts
+      # as much as a large one): beside the pooled figure, not instead of it.
+      'mean_code_bits_per_bit': float(np.mean(per_code)),
+      'per_code_bits_per_bit': per_code,
       'compression_ratio': 1.0 / bits_per_bit,
       'per_layer': [{'layer': k, 'bits': float(layer_bits[k]), 'num_bits': int(layer_counts[k]),
                      'bits_per_bit': float(layer_bits[k] / layer_counts[k])}

@@ -98,7 +98,8 @@ class TrainResult:
   train_code_length: float  # mean over the last logging window, bits/bit
   eval_code_length: float  # over the whole eval data, bits/bit (nan without eval data)
   eval_per_layer: list
-  samples_per_second: float
+  samples_per_second: float  # training examples (whole codes or tiles) per second
+  code_bits_per_second: float = float('nan')  # code bits trained on per second
 
 
 class Trainer:
@@ -181,7 +182,7 @@ class Trainer:
     when any of them returns the chief's export is complete. -> export_dir, or None."""
     from entropy_coder.trainer import export as export_lib  # pylint: disable=g-import-not-at-top
     if self.is_chief:
-      with self._best_weights_loaded():
+      with self.best_weights():
         export_lib.export_model(self.model, export_dir)
     else:
       temporary = self._dirs.temporary()
@@ -235,7 +236,7 @@ class Trainer:
         self.best = BestEval(**json.loads(f.read()))
 
   @contextlib.contextmanager
-  def _best_weights_loaded(self):
+  def best_weights(self):
     """The model holds the best evaluation's weights inside, its own again after."""
     if self.best is None or self.best.step == self.step:
       yield
@@ -309,13 +310,17 @@ class Trainer:
     return self._train_step(distributed_batch)
 
   def evaluate(self, patterns, batch_size=None, max_batches=None):
-    """(bits/bit, per-layer bits/bit) over every eval record, weighted by bits."""
-    dataset, shape = data.code_dataset(patterns, batch_size or self.train_config.batch_size)
-    self.model_config.coded_depth(shape[-1], data.list_files(patterns)[0], self.model_source)
-    if self._evaluate_batch is None:  # traced once per Trainer, not once per evaluation
+    """(bits/bit, per-layer bits/bit) over every eval record, pooled: total -log2 p over total
+    coded bits. Whole codes of any mix of shapes, batched by exact shape (data.eval_dataset)."""
+    dataset, shapes = data.eval_dataset(patterns, batch_size or self.train_config.batch_size)
+    source = data.list_files(patterns)[0]
+    for depth in sorted({shape[-1] for shape in shapes}):
+      self.model_config.coded_depth(depth, source, self.model_source)
+    if self._evaluate_batch is None:  # traced once per Trainer (then once more for any H x W)
       layer_depth = self.model_config.layer_depth
       self._evaluate_batch = tf.function(
-          lambda bits: _batch_code_lengths(self.model, bits, layer_depth), autograph=False)
+          lambda bits: _batch_code_lengths(self.model, bits, layer_depth), autograph=False,
+          reduce_retracing=True)
     evaluate_batch = self._evaluate_batch
     layer_sums, layer_counts = 0.0, 0.0
     for index, bits in enumerate(dataset):
@@ -339,26 +344,27 @@ class Trainer:
     check_data(self.model_config, train_patterns, eval_patterns, self.model_source)
     start_step = self.restore()
     train_config = self.train_config
-    dataset, shape = data.code_dataset(train_patterns, train_config.batch_size,
-                                       shuffle_seed=self.seed, repeat=True, drop_remainder=True,
-                                       skip_batches=start_step)
+    dataset, described = training_dataset(train_patterns, train_config, self.seed, start_step)
     distributed = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
     writer = (tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))
               if self.is_chief else tf.summary.create_noop_writer())
     progress(self.placement_line)
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    rate, last_loss = 0.0, float('nan')
+    rate, bit_rate, last_loss, window_bits = 0.0, float('nan'), float('nan'), 0
     progress(f'training from step {start_step} to {steps}: batch {train_config.batch_size}, '
-             f'code shape {list(shape)}, {self.strategy.num_replicas_in_sync} replica(s)')
+             f'{described}, {self.strategy.num_replicas_in_sync} replica(s)')
     with writer.as_default():
       while self.step < steps:
-        loss = float(self.train_step(_next_batch(distributed, train_patterns, self.step)))
+        batch = _next_batch(distributed, train_patterns, self.step)
+        loss = float(self.train_step(batch))
+        window_bits += self._global_bits(batch)
         window_loss += loss
         window_steps += 1
         step = self.step
         if step % log_every == 0 or step == steps:
           elapsed = time.perf_counter() - window_start
           rate = window_steps * train_config.batch_size / max(elapsed, 1e-9)
+          bit_rate = window_bits / max(elapsed, 1e-9)
           last_loss = window_loss / window_steps
           learning_rate = float(self.optimizer._decayed_lr(tf.float32))  # pylint: disable=protected-access
           tf.summary.scalar('loss', last_loss, step=step)
@@ -367,6 +373,7 @@ class Trainer:
           progress(f'step {step}/{steps}  loss {last_loss:.4f} bits/bit  '
                    f'lr {learning_rate:.3g}  {rate:.0f} samples/s')
           window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+          window_bits = 0
         if eval_patterns and eval_every and step % eval_every == 0 and step < steps:
           self._log_eval(eval_patterns, step, progress)
           window_start = time.perf_counter()
@@ -375,7 +382,13 @@ class Trainer:
       if eval_patterns:
         eval_length, eval_layers = self._log_eval(eval_patterns, self.step, progress, save=False)
     writer.flush()
-    return TrainResult(self.step, last_loss, eval_length, eval_layers, rate)
+    return TrainResult(self.step, last_loss, eval_length, eval_layers, rate, bit_rate)
+
+  def _global_bits(self, batch):
+    """Code bits in a global batch (its replicas here, scaled to all replicas)."""
+    local = self.strategy.experimental_local_results(batch)
+    bits = sum(int(np.prod(part.shape)) for part in local)
+    return bits * self.strategy.num_replicas_in_sync // max(len(local), 1)
 
   def _log_eval(self, eval_patterns, step, progress, save=True):
     """The chief evaluates (the other workers would compute the same figures) and logs; every
@@ -396,17 +409,43 @@ class Trainer:
 
 def check_data(model_config, train_patterns, eval_patterns=None, model_source='the model config'):
   """Before any training: the train (and eval) files exist, their first record is a readable
-  code, and its depth fits the model (config.code_layers, the codec's check). -> the train
-  code shape. One-line UserErrors naming the file and the model config."""
-  shape = None
+  code, every record's code_shape is valid, the codes of a split share one depth and that
+  depth fits the model (config.code_layers, the codec's check); H x W may differ. -> the train
+  codes' shapes. One-line UserErrors naming the file and the model config."""
+  train_shapes = None
   for patterns in (train_patterns, eval_patterns):
     if not patterns:
       continue
-    files = data.list_files(patterns)
-    first_shape = data.first_code(files)[0]
-    model_config.coded_depth(first_shape[-1], files[0], model_source)
-    shape = shape or tuple(first_shape)
-  return shape
+    shapes, files, _, _ = data.code_shapes(patterns)
+    depths = sorted({shape[-1] for shape in shapes})
+    if len(depths) > 1:
+      raise UserError(describe(files[0], f'codes of depths {depths} in one split; all codes of a '
+                               'dataset must share one depth (H x W may differ)'))
+    model_config.coded_depth(depths[0], files[0], model_source)
+    train_shapes = train_shapes or shapes
+  return train_shapes
+
+
+def training_dataset(patterns, train_config, seed, skip_batches=0):
+  """The endless, seeded training batches and a phrase saying what they hold.
+
+  Whole codes when the data has one shape and `crop` does not cut it (the original's case);
+  otherwise per-epoch tilings (data.training_tiles) that cover every bit of every code each
+  epoch. `skip_batches` continues a resumed run where it stopped.
+  """
+  shapes, files, packed, compression = data.code_shapes(patterns)
+  tile = data.tile_size(shapes, train_config.crop)
+  if tile is None:
+    dataset, shape = data.code_dataset(files, train_config.batch_size, shuffle_seed=seed,
+                                       repeat=True, drop_remainder=True, skip_batches=skip_batches)
+    return dataset, f'code shape {list(shape)}'
+  dataset = data.training_tiles(files, packed, compression, shapes[0][2],
+                                train_config.batch_size, tile, seed)
+  if skip_batches:
+    dataset = dataset.skip(skip_batches)
+  kinds = len(set(shapes))
+  return (dataset.prefetch(tf.data.AUTOTUNE),
+          f'{len(shapes)} codes of {kinds} shape(s) in tiles of up to {tile}x{tile}')
 
 
 def _shard_by_data(dataset):

@@ -38,7 +38,10 @@ def format_report(result):
   lines = [
       f'model        {result["model"]}',
       f'input        {result["input"]} ({result["samples"]} code(s), {result["coded_bits"]} coded bits)',
-      f'code length  {result["total_bits"]:.1f} bits = {result["bits_per_bit"]:.5f} bits/bit',
+      f'code length  {result["total_bits"]:.1f} bits = {result["bits_per_bit"]:.5f} bits/bit '
+      '(pooled: total bits / total code bits)',
+      f'per code     {result["mean_code_bits_per_bit"]:.5f} bits/bit (mean over the '
+      f'{result["samples"]} code(s) of {result["shapes"]} shape(s), each code weighing the same)',
       f'compression  {result["compression_ratio"]:.4f}x (1 / bits per bit)',
       '',
       'layer  bits/bit  bits',

@@ -1,5 +1,6 @@
 """`entropy-coder train`: the Trainer's training code, standalone, with progress and resumption."""
 import os
+import sys
 
 from entropy_coder.errors import UserError, describe
 
@@ -33,9 +34,29 @@ def register(subparsers):
 # same check, and messages, as model_config.json and train_config.json).
 _INPUT_CONFIG_CHECKS = {
     'data': (str, True, lambda v: True, 'the path of a TFRecord file'),
-    'unique_code_size': (bool, False, lambda v: v,
-                         'true (false is not supported: a training set has one code shape)'),
+    # The original needed true (one shape per dataset); any mix of H x W trains here
+    # (trainer/data.py), so both values are accepted and change nothing.
+    'unique_code_size': (bool, False, lambda v: True, 'true or false'),
 }
+
+
+def _layer_depth_warning(args, model_config):
+  """The import manifest's layer_depth (entropy-coder import-codes) against the model's."""
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  from entropy_coder.data_gen import npz_import  # pylint: disable=g-import-not-at-top
+  manifest = os.path.join(args.examples or '', npz_import.MANIFEST_NAME)
+  if not args.examples or not os.path.isfile(manifest):
+    return None
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    with open(manifest, encoding='utf-8') as f:
+      layer_depth = json.load(f).get('layer_depth')
+  except (OSError, ValueError, AttributeError):
+    return None  # not ours to judge here; the records themselves are checked
+  if not isinstance(layer_depth, int):
+    return None
+  return codes_format.layer_depth_warning(manifest, layer_depth, model_config.layer_depth,
+                                          args.model_config)
 
 
 def _training_files(args):
@@ -94,6 +115,9 @@ def run(args):
   # Everything is checked before the first step: a bad input fails now, in one line, with
   # nothing written (not after training, with the export skipped).
   train_loop.check_data(model_config, train_patterns, eval_patterns, args.model_config)
+  warning = _layer_depth_warning(args, model_config)
+  if warning:
+    print(warning, file=sys.stderr, flush=True)
   model_dir = os.path.join(args.train_dir, model_files.TRAIN_MODEL_SUBDIR)  # the export
   _prepare_train_dir(args.train_dir, model_dir)
   trainer = train_loop.Trainer(model_config, train_config, args.train_dir, seed=args.seed,
@@ -108,7 +132,8 @@ def run(args):
           f'({len(trainer.temporary_dirs_removed)} temporary save(s) of this worker removed)')
     return
   print(f'step {result.steps}: train code length {result.train_code_length:.4f} bits/bit'
-        + (f', eval {result.eval_code_length:.4f} bits/bit' if eval_patterns else ''))
+        + (f', eval {result.eval_code_length:.4f} bits/bit (pooled: total bits / total code '
+           'bits)' if eval_patterns else ''))
   note = train_loop.overfitting_note(result.train_code_length, result.eval_code_length)
   if note:
     print(f'note: {note}')

@@ -70,6 +70,9 @@ class TrainConfig:
   # far more slowly (docs/BENCHMARKS.md, "Training"). The default is the tuned 1e-3; the
   # original's configs (configs/synthetic/) say 1.0 explicitly, for fidelity.
   adam_epsilon: float = DEFAULT_ADAM_EPSILON
+  # Our addition: the side of the square tiles trained on (trainer/data.py). 0 = whole codes
+  # when the training data has one shape, else tiles of data.DEFAULT_MIXED_CROP.
+  crop: int = 0
   # Our regulariser: the training loss adds weight_decay * (sum of squared kernel weights), an
   # L2 penalty (biases exempt); 0 trains exactly as before. docs/REAL_CODES.md measures it.
   weight_decay: float = 0.0
@@ -154,6 +157,7 @@ def train_config_from_dict(values, source='train_config'):
       'decay_rate': (float, True, lambda v: 0 < v <= 1, 'a number in (0, 1]'),
       'samples_per_decay': (int, True, lambda v: v >= 1, 'a positive int'),
       'adam_epsilon': (float, False, lambda v: v > 0, 'a positive number'),
+      'crop': (int, False, lambda v: v >= 0, 'an int >= 0 (0: automatic)'),
       'weight_decay': (float, False, lambda v: v >= 0, 'a number >= 0'),
   })
 

@@ -111,10 +111,12 @@ def code_integers(code):
   return bits_to_integers(code).astype(np.uint8 if depth <= 8 else np.uint16)
 
 
-def tiles(code, size):
-  """Non-overlapping size x size tiles of a [H, W, D] code, in raster order (the border that
-  does not fill a whole tile is left out): fixed-shape training data until training takes mixed
-  shapes. -> list of [size, size, D] arrays (empty when the code is smaller than a tile)."""
-  rows, cols = code.shape[0] // size, code.shape[1] // size
-  return [code[r * size:(r + 1) * size, c * size:(c + 1) * size]
-          for r in range(rows) for c in range(cols)]
+def tiles(code, size, stride=None):
+  """size x size tiles of a [H, W, D] code every `stride` pixels (default `size`: no overlap),
+  in raster order; a border that does not fill a whole tile is left out. Fixed-shape training
+  data for a model trained on tiles. -> list of [size, size, D] arrays (empty when the code is
+  smaller than a tile)."""
+  stride = stride or size
+  return [code[y:y + size, x:x + size]
+          for y in range(0, code.shape[0] - size + 1, stride)
+          for x in range(0, code.shape[1] - size + 1, stride)]

@@ -58,3 +58,10 @@ def test_tiles_raster_order():
   assert len(tiles) == 2 * 3 and all(t.shape == (16, 16, 8) for t in tiles)
   np.testing.assert_array_equal(tiles[4], code[16:32, 16:32])
   assert image_codes.tiles(code[:10], 16) == []
+
+
+def test_overlapping_tiles():
+  code = image_codes.bit_planes(_picture(24, 40, seed=3))
+  tiles = image_codes.tiles(code, 16, stride=8)
+  assert len(tiles) == 2 * 4
+  np.testing.assert_array_equal(tiles[5], code[8:24, 8:24])

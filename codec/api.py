@@ -146,7 +146,7 @@ class _Progress:
       self._callback(self._done, self._total)
 
 
-def _encode_chunk(net, codes, progress, with_theory):
+def _encode_chunk(net, codes, progress, with_theory, coder_id=bitstream.CODER_ID):
   """codes uint8 [B, H, W, D] -> (stream bytes, theoretical bits or 0.0)."""
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
@@ -154,14 +154,13 @@ def _encode_chunk(net, codes, progress, with_theory):
   theory = [0.0]
 
   def layer_done(k, out_p, out_q, layer_bits):
-    # Symbols in the decoder's order: [y][x][channel][sample].
-    bits = codes[..., k * cd:(k + 1) * cd].transpose(1, 2, 3, 0).reshape(-1)
-    encoder.encode(bits, out_q.reshape(-1))
+    # The symbols in the decoder's (coding) order, as layer_done hands them.
+    encoder.encode(layer_bits, out_q)
     if with_theory:
       theory[0] += _code_length(layer_bits, out_p)
-    progress.add(bits.size)
+    progress.add(layer_bits.size)
 
-  decoded = ChunkCoder(net, batch, height, width, depth // cd).encode(codes, layer_done)
+  decoded = ChunkCoder(net, batch, height, width, depth // cd, coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
   return encoder.finish(), theory[0]
@@ -177,7 +176,7 @@ def _code_length(bits, p_model):
   return total
 
 
-def _decode_chunk(net, chunk, payload, source, progress, with_theory):
+def _decode_chunk(net, chunk, payload, source, progress, with_theory, coder_id):
   """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits or 0.0)."""
   cd = net.layer_depth
   decoder = StreamDecoder(payload, source)
@@ -192,7 +191,7 @@ def _decode_chunk(net, chunk, payload, source, progress, with_theory):
       theory[0] += _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
-                     chunk.depth // cd).decode(decoder.decode, layer_done, row_done)
+                     chunk.depth // cd, coder_id).decode(decoder.decode, layer_done, row_done)
   decoder.check_consumed()
   return codes, theory[0]
 
@@ -230,7 +229,8 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
 
   def job(indices):
     batch = np.stack([checked[i] for i in indices])
-    payload, ideal = _encode_chunk(net, batch, counter, theory)
+    payload, ideal = _encode_chunk(net, batch, counter, theory,
+                                   bitstream.coder_written(format_version))
     return payload, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
 
   results = _run_parallel([lambda indices=indices: job(indices) for _, indices in plan], threads)
@@ -245,7 +245,7 @@ def _pack(net, checked, plan, results, source_format, source_layer_depth, format
     chunks.append(bitstream.Chunk(*shape, len(indices), len(payload)))
     sample_index += indices
   payloads = [payload for payload, _, _ in results]
-  fields = dict(coder_id=bitstream.CODER_ID, channel_causal=net.channel_causal,
+  fields = dict(coder_id=bitstream.coder_written(format_version), channel_causal=net.channel_causal,
                 source_format=source_format, fingerprint=net.fingerprint)
   if format_version == 1:
     data = bitstream.pack_v1(dict(fields, layer_depth=net.layer_depth,
@@ -306,7 +306,8 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
   counter = _Progress(progress, header.code_bits)
   payloads = list(bitstream.chunk_payloads(data, header))
   jobs = [lambda chunk=chunk, payload=payload, i=i:
-          _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory)
+          _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory,
+                        header.coder_id)
           for i, (chunk, payload) in enumerate(zip(header.chunks, payloads))]
   results = _run_parallel(jobs, threads)
   bitstream.verify_decoded(header, [chunk_codes for chunk_codes, _ in results], source)
@@ -340,7 +341,7 @@ def decompress(data, model_files, progress=None, **options):
 EACH_WINDOW = 4 * MAX_CHUNK_SAMPLES
 
 
-def _encode_separately(net, codes, with_theory):
+def _encode_separately(net, codes, with_theory, coder_id=bitstream.CODER_ID):
   """codes uint8 [B, H, W, D] -> per code (its own stream, theoretical bits): the stream
   _encode_chunk writes for that code alone."""
   batch = codes.shape[0]
@@ -356,7 +357,8 @@ def _encode_separately(net, codes, with_theory):
         theory[b] += _code_length(np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(p[:, b]))
 
   _, height, width, depth = codes.shape
-  decoded = ChunkCoder(net, batch, height, width, depth // net.layer_depth).encode(codes, layer_done)
+  decoded = ChunkCoder(net, batch, height, width, depth // net.layer_depth,
+                       coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
   return [(encoder.finish(), ideal) for encoder, ideal in zip(encoders, theory)]
@@ -446,7 +448,8 @@ def compress_each(inputs, model_files, threads=None, theory=True, format_version
     good = [i for i, code in enumerate(checked) if not isinstance(code, _Failed)]
     plan = plan_chunks([checked[i].shape for i in good])
     jobs = [lambda members=[good[j] for j in indices]: (
-                members, _encode_separately(net, np.stack([checked[i] for i in members]), theory))
+                members, _encode_separately(net, np.stack([checked[i] for i in members]), theory,
+                                            bitstream.coder_written(format_version)))
             for _, indices in plan]
     coded = {}
     for members, results in _run_parallel(jobs, threads):
@@ -473,7 +476,7 @@ def decompress_each(items, model_files, threads=None, theory=True):
       header = bitstream.parse(bytes(data), source)
     except UserError:
       return False  # decompress_with_stats raises it in its turn
-    return header.sample_count == 1
+    return header.sample_count == 1 and header.coder_id == bitstream.CODER_ID
 
   net = _network(model_files)
   for window, batched in _in_windows(items, single):

@@ -39,8 +39,20 @@ MAGIC = b'\x89NEC'               # 'NEC' = neural entropy coder; \x89 catches 7-
 VERSION = 2
 READ_VERSIONS = (1, 2)
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
-# q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py).
-CODER_ID = 1
+# q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py),
+# a layer's symbols in raster order (codec/schedule.py `raster`).
+# coder 2: the same, the symbols in wavefront order (codec/schedule.py `wavefront`).
+CODER_RASTER = 1
+CODER_WAVEFRONT = 2
+CODER_ID = CODER_WAVEFRONT        # what new files are written with (version 1: CODER_RASTER)
+READ_CODERS = (CODER_RASTER, CODER_WAVEFRONT)
+
+
+def coder_written(version):
+  """The coder a file of this container version is written with: version 1 is for old readers,
+  which know coder 1 only."""
+  return CODER_RASTER if version == 1 else CODER_ID
+
 
 FLAG_CHANNEL_CAUSAL = 0x01
 FLAG_SAMPLE_ORDER = 0x02
@@ -342,8 +354,8 @@ def _parse_v2(data, fail):
   (check,) = HEADER_CHECK.unpack_from(data, check_at)
   if crc8(memoryview(data)[:check_at]) != check:
     fail('corrupt header (header check mismatch)')
-  if coder_id != CODER_ID:
-    fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
+  if coder_id not in READ_CODERS:
+    fail(f'unknown coder id {coder_id} (this build knows coders {", ".join(map(str, READ_CODERS))})')
   source_format = (flags & SOURCE_MASK) >> SOURCE_SHIFT
   if (flags & ~_KNOWN_FLAGS
       or (one_code and flags & FLAG_SAMPLE_ORDER)
@@ -398,8 +410,8 @@ def _parse_v1(data, fail):
   if version != 1:
     fail(f'compressed-file version {version} is not supported (this build reads versions '
          f'{", ".join(map(str, READ_VERSIONS))})')
-  if coder_id != CODER_ID:
-    fail(f'unknown coder id {coder_id} (this build knows coder {CODER_ID})')
+  if coder_id not in READ_CODERS:
+    fail(f'unknown coder id {coder_id} (this build knows coders {", ".join(map(str, READ_CODERS))})')
   if chunk_count > sample_count or sample_count > MAX_SAMPLES:
     fail(f'corrupt header ({sample_count} samples in {chunk_count} chunks)')
   sample_tables = 2 if flags & FLAG_SAMPLE_ORDER else 1

@@ -38,6 +38,7 @@ import numpy as np
 
 from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
 from entropy_coder.codec.arith import F32, HALF, ONE, ZERO, sigmoid_, tanh_
+from entropy_coder.codec import bitstream, schedule
 from entropy_coder.trainer import spec
 
 # Probabilities reach the range coder as q / 2^16 with q an integer in [1, 2^16 - 1].
@@ -105,24 +106,22 @@ class StateWeights(typing.NamedTuple):
 
 
 class Buffers(typing.NamedTuple):
-  """The running state of one layer of a chunk (float32; passed as a plain tuple, this order)."""
+  """The running state of one layer of a chunk (float32; passed as a plain tuple, this order).
+  Every pixel keeps its own a0, h and c, since a step may code a pixel of every row."""
   a1: np.ndarray     # [H, W, h, B]   T(conv3x3(s_k)), the state's half of the row LSTM input
-  zrow: np.ndarray   # [W, 4h, B]     the row's part of the row LSTM pre-activations (_row_start)
-  a0row: np.ndarray  # [W, h, B]      a0 of the current row
-  hbuf: np.ndarray   # [2, W, h, B]   row LSTM h of rows y (y % 2) and y - 1
-  cbuf: np.ndarray   # [2, W, h, B]   row LSTM c, the same
-  t0buf: np.ndarray  # [h, B]         out1x1_a's pre-activation at the current pixel
+  a0: np.ndarray     # [H, W, h, B]   T(masked 7x7 on the layer's bits), the other half
+  hbuf: np.ndarray   # [H, W, h, B]   row LSTM h
+  cbuf: np.ndarray   # [H, W, h, B]   row LSTM c
+  t0buf: np.ndarray  # [P, h, B]      out1x1_a's pre-activation at the step's P pixels
 
   @classmethod
-  def new(cls, height, width, hd, batch):
+  def new(cls, height, width, hd, batch, widest):
     f32 = np.float32
-    gates = len(spec.GATES) * hd
     return tuple(cls(a1=np.empty((height, width, hd, batch), f32),
-                     zrow=np.empty((width, gates, batch), f32),
-                     a0row=np.empty((width, hd, batch), f32),
-                     hbuf=np.zeros((2, width, hd, batch), f32),
-                     cbuf=np.zeros((2, width, hd, batch), f32),
-                     t0buf=np.empty((hd, batch), f32)))
+                     a0=np.empty((height, width, hd, batch), f32),
+                     hbuf=np.empty((height, width, hd, batch), f32),
+                     cbuf=np.empty((height, width, hd, batch), f32),
+                     t0buf=np.empty((widest, hd, batch), f32)))
 
 
 def taps3x3(kernels):
@@ -243,21 +242,40 @@ def _lstm_cell(z, c_prev, has_prev, c, h):
 
 
 @numba.njit(inline='always', **_JIT)
-def _put_bits(xs, channel0, y, x, bits):
-  """Writes a pixel's decoded bits (layout [channel][sample]) as +-1 into xs [H, W, D, B] (int8;
-  0 = not decoded yet). int8 keeps the 7x7 window of a batch in the fast caches."""
+def _put_bits(xs, channel0, channels, pixels, lo, hi, bits):
+  """Writes decoded bits as +-1 into xs [H, W, D, B] (int8; 0 = not decoded yet): `channels`
+  channels from channel0 of pixels[lo:hi], bits laid out [pixel][channel][sample]. int8 keeps
+  the 7x7 window of a batch in the fast caches."""
   batch = xs.shape[3]
-  for i in range(bits.shape[0] // batch):
-    for b in range(batch):
-      xs[y, x, channel0 + i, b] = 2 * bits[i * batch + b] - 1
+  for p in range(hi - lo):
+    y, x = pixels[lo + p, 0], pixels[lo + p, 1]
+    for i in range(channels):
+      for b in range(batch):
+        xs[y, x, channel0 + i, b] = 2 * bits[(p * channels + i) * batch + b] - 1
 
 
 # ---- the kernels ------------------------------------------------------------------------------
 
 
 @numba.njit(**_JIT)
-def put_bits(xs, channel0, y, x, bits):
-  _put_bits(xs, channel0, y, x, bits)
+def put_bits(xs, channel0, channels, pixels, lo, hi, bits):
+  _put_bits(xs, channel0, channels, pixels, lo, hi, bits)
+
+
+@numba.njit(**_JIT)
+def coding_order_bits(src, channel0, channels, pixels, starts, causal, out):
+  """out int32 [H*W*channels*B] = (src > 0) of channels channel0 .. of src [H, W, C, B], in
+  coding order (codec/schedule.py): per step pixel, channel, sample; channel-causal: channel,
+  pixel, sample."""
+  batch = src.shape[3]
+  for i in range(starts.shape[0] - 1):
+    lo, hi = starts[i], starts[i + 1]
+    for p in range(lo, hi):
+      y, x = pixels[p, 0], pixels[p, 1]
+      for ch in range(channels):
+        o = lo * channels + (ch * (hi - lo) + p - lo if causal else (p - lo) * channels + ch)
+        for b in range(batch):
+          out[o * batch + b] = 1 if src[y, x, channel0 + ch, b] > 0 else 0
 
 
 @numba.njit(**_JIT)
@@ -270,93 +288,85 @@ def layer_a1(s, w3, b3, k, a1):
       _conv_tanh(a1[y, x], b3[k], s, 0, y, x, height, _DY3, _DX3, w3[k])
 
 
-@numba.njit(inline='always', **_JIT)
-def _row_start(y, a1, wink, whk, blk, hbuf, zrow):
-  """zrow[x] = bias + input_conv taps on a1 of row y + hidden_conv taps on h of row y-1, for
-  the whole row y (a1 is the second half of the input conv's channels: a = (a0 | a1))."""
-  hd = a1.shape[2]
-  for x in range(a1.shape[1]):
-    z = zrow[x]
-    _set_bias(z, blk)
-    _row_taps(z, a1[y], x, _INPUT_DX, wink[:, hd:])
-    if y > 0:
-      _row_taps(z, hbuf[(y + 1) % 2], x, _HIDDEN_DX, whk)
-
-
 @numba.njit(**_JIT)
-def pixel_step(xs, k, y, x, put_bits_, put_y, put_x, put_c0, weights, buffers, heads, out_p,
-               out_q, slot):
-  """Advances the row LSTM of layer k to pixel (y, x) for every sample of the batch.
+def wave_step(xs, k, pixels, lo, hi, put_bits_, put_lo, put_hi, put_c0, put_n, weights, buffers,
+              heads, out_p, out_q):
+  """Advances the row LSTM of layer k to the pixels pixels[lo:hi] of one step (independent of
+  each other: codec/schedule.py) for every sample of the batch, one pixel after the other.
 
-  First writes the previous step's decoded bits; at x == 0 precomputes the row's part of the
-  row LSTM input (`_row_start`). Leaves t0 (out1x1_a's pre-activation) in buffers.t0buf and, if
-  `heads`, the probabilities of the pixel's cd channels in out_p / out_q[slot].
+  First writes the previous step's decoded bits. Per pixel (y, x), in this fixed order:
+  z = bias + input_conv taps on a1[y, x-1..x] + hidden_conv taps on h[y-1, x-1..x+1]
+  + input_conv taps on a0[y, x-1..x] (a0[y, x] computed first, from the bits before (y, x));
+  the LSTM cell with c[y-1, x]; t0 (out1x1_a's pre-activation) into buffers.t0buf[p - lo];
+  if `heads`, the probabilities of the pixel's cd channels into out_p / out_q.
 
   Args:
     xs: int8 [H, W, L*cd, B], the code as +-1, 0 where not decoded yet; layer k is channels
       k*cd .. k*cd + cd - 1 (spec.layer_channels).
-    k, y, x: the layer and the pixel.
-    put_bits_: int32 [n*B], the previous step's bits, layout [channel][sample] (n channels).
-    put_y, put_x, put_c0: where they go: pixel (put_y, put_x), channels k*cd + put_c0 ..;
-      put_y < 0: nothing to write (the layer's first pixel).
-    weights: `PixelWeights.of(net)`.
-    buffers: `Buffers.new(...)` of the chunk, carried from pixel to pixel.
-    heads: also compute the probabilities (False in channel-causal mode: `channel_head` does).
-    out_p, out_q: float64 [H*W, cd*B], unquantised and quantised P(1) per pixel, layout
-      [channel][sample].
-    slot: this pixel's row of out_p / out_q (y*W + x).
+    k: the layer. pixels int64 [H*W, 2], (y, x) in coding order; lo, hi: this step's.
+    put_bits_: int32, the previous step's bits, layout [pixel][channel][sample] (put_n
+      channels from k*cd + put_c0, pixels[put_lo:put_hi]); put_hi == put_lo: nothing to write.
+    weights: `PixelWeights.of(net)`. buffers: `Buffers.new(...)` of the chunk.
+    heads: also compute the probabilities (False in channel-causal mode: `wave_channel` does).
+    out_p, out_q: float64 [H*W*cd*B], unquantised and quantised P(1) in coding order: pixel p's
+      channel ch at ((p*cd) + ch)*B (p counted in coding order).
   """
   w7, b7, win, wh, bl, wa, ba, wb, bb = weights
-  a1, zrow, a0row, hbuf, cbuf, t0buf = buffers
+  a1, a0, hbuf, cbuf, t0buf = buffers
   height, batch = xs.shape[0], xs.shape[3]
   cd, hd = w7.shape[2], w7.shape[3]
   base = k * cd
-  cur, prev = y % 2, (y + 1) % 2
-  z = np.empty((zrow.shape[1], batch), dtype=np.float32)
-  if put_y >= 0:
-    _put_bits(xs, base + put_c0, put_y, put_x, put_bits_)
-  if x == 0:
-    _row_start(y, a1, win[k], wh[k], bl[k], hbuf, zrow)
-  # a0 = T(masked 7x7 over the bits before (y, x)): its live taps only.
-  _conv_tanh(a0row[x], b7[k], xs, base, y, x, height, _DY7, _DX7, w7[k])
-  # The row LSTM: the row's precomputed input plus the a0 taps (first half of a = (a0 | a1)).
-  _set(z, zrow[x])
-  _row_taps(z, a0row, x, _INPUT_DX, win[k][:, :hd])
-  _lstm_cell(z, cbuf[prev, x], y > 0, cbuf[cur, x], hbuf[cur, x])
-  _set_bias(t0buf, ba[k])
-  _accumulate(t0buf, hbuf[cur, x], wa[k])
-  if heads:
-    t = z[:hd]  # z is free again: scratch
-    _set(t, t0buf)
-    _tanh_rows(t)
-    pre = z[hd:hd + cd]
-    _dense_tanh(pre, bb[k], t, wb[k])
-    for ch in range(cd):
-      _quantize(pre[ch], out_p[slot, ch * batch:(ch + 1) * batch],
-                out_q[slot, ch * batch:(ch + 1) * batch])
+  z = np.empty((bl.shape[1], batch), dtype=np.float32)
+  if put_hi > put_lo:
+    _put_bits(xs, base + put_c0, put_n, pixels, put_lo, put_hi, put_bits_)
+  for p in range(lo, hi):
+    y, x = pixels[p, 0], pixels[p, 1]
+    # a0 = T(masked 7x7 over the bits before (y, x)): its live taps only.
+    _conv_tanh(a0[y, x], b7[k], xs, base, y, x, height, _DY7, _DX7, w7[k])
+    _set_bias(z, bl[k])
+    _row_taps(z, a1[y], x, _INPUT_DX, win[k][:, hd:])
+    if y > 0:
+      _row_taps(z, hbuf[y - 1], x, _HIDDEN_DX, wh[k])
+    _row_taps(z, a0[y], x, _INPUT_DX, win[k][:, :hd])
+    _lstm_cell(z, cbuf[y - 1 if y > 0 else 0, x], y > 0, cbuf[y, x], hbuf[y, x])
+    t0 = t0buf[p - lo]
+    _set_bias(t0, ba[k])
+    _accumulate(t0, hbuf[y, x], wa[k])
+    if heads:
+      t = z[:hd]  # z is free again: scratch
+      _set(t, t0)
+      _tanh_rows(t)
+      pre = z[hd:hd + cd]
+      _dense_tanh(pre, bb[k], t, wb[k])
+      for ch in range(cd):
+        o = (p * cd + ch) * batch
+        _quantize(pre[ch], out_p[o:o + batch], out_q[o:o + batch])
 
 
 @numba.njit(**_JIT)
-def channel_head(xs, k, y, x, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q, slot):
-  """Channel-causal head: P(bit ch of pixel (y, x)) from t0 and that pixel's bits j < ch.
+def wave_channel(xs, k, pixels, lo, hi, ch, put_bits_, wb, bb, car, t0buf, out_p, out_q):
+  """Channel-causal head of one step: P(bit ch) of pixels[lo:hi] from their t0 and their bits
+  j < ch, at (lo*cd + ch*(hi - lo) + p - lo)*B in out_p / out_q (channel, pixel, sample).
 
-  First writes the bits of channel ch-1 (decoded after the previous call) unless ch == 0.
-  wb, bb as in `PixelWeights`; car [L, cd, cd, h] brnn/channel_ar ([j, c] used for j < c);
-  the other arguments as `pixel_step`'s.
+  First writes the bits of channel ch-1 of the step's pixels (layout [pixel][sample]) unless
+  ch == 0. wb, bb as in `PixelWeights`; car [L, cd, cd, h] brnn/channel_ar ([j, c] used for
+  j < c); the other arguments as `wave_step`'s.
   """
   batch = xs.shape[3]
-  cd, hd = car.shape[1], t0buf.shape[0]
+  cd, hd = car.shape[1], t0buf.shape[1]
   base = k * cd
   if ch > 0:
-    _put_bits(xs, base + ch - 1, y, x, put_bits_)
+    _put_bits(xs, base + ch - 1, 1, pixels, lo, hi, put_bits_)
   t = np.empty((hd, batch), dtype=np.float32)
   pre = np.empty((1, batch), dtype=np.float32)
-  _set(t, t0buf)
-  _accumulate(t, xs[y, x, base:base + ch], car[k, :ch, ch])
-  _tanh_rows(t)
-  _dense_tanh(pre, bb[k, ch:ch + 1], t, wb[k, :, ch:ch + 1])
-  _quantize(pre[0], out_p[slot, ch * batch:(ch + 1) * batch],
-            out_q[slot, ch * batch:(ch + 1) * batch])
+  for p in range(lo, hi):
+    y, x = pixels[p, 0], pixels[p, 1]
+    _set(t, t0buf[p - lo])
+    _accumulate(t, xs[y, x, base:base + ch], car[k, :ch, ch])
+    _tanh_rows(t)
+    _dense_tanh(pre, bb[k, ch:ch + 1], t, wb[k, :, ch:ch + 1])
+    o = (lo * cd + ch * (hi - lo) + p - lo) * batch
+    _quantize(pre[0], out_p[o:o + batch], out_q[o:o + batch])
 
 
 @numba.njit(inline='always', **_JIT)
@@ -398,60 +408,87 @@ def next_state(xs, k, state_weights, rnn_h, rnn_c, s):
 
 
 @numba.njit(**_JIT)
-def code_known_layer(xs, k, layer_bits, weights, wb, bb, car, causal, buffers, out_p, out_q):
-  """The encoder's pixel loop of layer k, run inside numba: the decoder's exact sequence of
-  `pixel_step` / `channel_head` calls, fed with the known bits (layer_bits [H, W, cd, B] int32)
-  instead of decoded ones. Fills out_p / out_q[y * W + x] for every pixel."""
-  height, width, cd, batch = layer_bits.shape
-  t0buf = buffers[5]
-  put = layer_bits[0, 0].reshape(cd * batch)[:0]
-  put_y, put_x, put_c0 = -1, 0, 0
-  for y in range(height):
-    for x in range(width):
-      slot = y * width + x
-      pixel_step(xs, k, y, x, put, put_y, put_x, put_c0, weights, buffers, not causal, out_p,
-                 out_q, slot)
-      if causal:
-        for ch in range(cd):
-          channel_head(xs, k, y, x, ch, layer_bits[y, x, ch - 1] if ch else put[:0], wb, bb, car,
-                       t0buf, out_p, out_q, slot)
-        put, put_c0 = layer_bits[y, x, cd - 1], cd - 1
-      else:
-        put = layer_bits[y, x].reshape(cd * batch)
-      put_y, put_x = y, x
-  if put_y >= 0:
-    _put_bits(xs, k * cd + put_c0, put_y, put_x, put)
+def code_known_layer(xs, k, coded, pixels, starts, weights, wb, bb, car, causal, buffers, out_p,
+                     out_q):
+  """The encoder's step loop of layer k, run inside numba: the decoder's exact sequence of
+  `wave_step` / `wave_channel` calls, fed with the known bits (coded: int32, the layer's bits
+  in coding order, `coding_order_bits`) instead of decoded ones."""
+  batch = xs.shape[3]
+  cd = car.shape[1]
+  t0buf = buffers[4]
+  put = coded[:0]
+  put_lo, put_hi, put_c0, put_n = 0, 0, 0, cd
+  for i in range(starts.shape[0] - 1):
+    lo, hi = starts[i], starts[i + 1]
+    wave_step(xs, k, pixels, lo, hi, put, put_lo, put_hi, put_c0, put_n, weights, buffers,
+              not causal, out_p, out_q)
+    if causal:
+      n = (hi - lo) * batch
+      for ch in range(cd):
+        o = lo * cd * batch + (ch - 1) * n
+        wave_channel(xs, k, pixels, lo, hi, ch, coded[o:o + n] if ch else put[:0], wb, bb, car,
+                     t0buf, out_p, out_q)
+      o = lo * cd * batch + (cd - 1) * n
+      put, put_c0, put_n = coded[o:o + n], cd - 1, 1
+    else:
+      put = coded[lo * cd * batch:hi * cd * batch]
+    put_lo, put_hi = lo, hi
+  _put_bits(xs, k * cd + put_c0, put_n, pixels, put_lo, put_hi, put)
 
 
 class ChunkCoder:
-  """Runs the model over one batch of B equal-shape codes, pixel by pixel, layer by layer.
+  """Runs the model over one batch of B equal-shape codes, step by step, layer by layer.
 
-  Both directions make the same sequence of `pixel_step` (and, channel-causal, `channel_head`)
-  calls, each reading only bits written by earlier steps:
-  * `decode(decode_bits)`: a Python loop; for every coding step (a pixel, or one channel of a
-    pixel in channel-causal mode) `decode_bits(probs)` gets the quantised P(1) of that step
-    (float64, layout [channel][sample]) and returns the decoded int32 bits in the same layout,
-    which the next step writes into the code before it reads anything;
-  * `encode(codes)`: the same loop inside numba (`code_known_layer`), fed with the known bits.
-  `layer_done(k, p_model, p_coded, bits)` sees each finished layer's unquantised and quantised
-  probabilities, [H*W, cd, B] in coding order, and its bits (int32, flat, the same order).
-  Both return the codes, uint8 [B, H, W, L*cd].
+  The contract with codec/api.py:
+  * `ChunkCoder(net, batch, height, width, layers, coder_id=bitstream.CODER_ID)`; coder_id
+    names the schedule (codec/schedule.py `for_coder`: 1 raster, 2 wavefront), which fixes the
+    coding order: a function of (H, W, cd, channel_causal, coder_id) only.
+  * `encode(codes, layer_done)`: codes uint8 [B, H, W, L*cd]; `decode(decode_bits, layer_done,
+    row_done=None, known=None)`. Both return the codes, uint8 [B, H, W, L*cd].
+  * Every array handed out is flat, in coding order, the sample index innermost, so
+    `reshape(-1, B)` gives column b = code b's symbols in its own stream's order (that column
+    is the same whatever else shares the batch):
+    - decode_bits(probs): probs float64, one step's quantised P(1) (a step's pixels x cd
+      channels, or in channel-causal mode one channel of the step's pixels); returns the
+      decoded int32 bits in the same layout, which the next call writes into the code;
+    - layer_done(k, p_model, p_coded, bits) after each layer: the unquantised and quantised
+      probabilities (float64 [H*W*cd*B]) and the bits (int32, same order): what the encoder
+      range-codes (`encoder.encode(bits, p_coded)`) and the theoretical code length reads;
+    - row_done(k, y) when row y of layer k is complete (progress only);
+    - known = {k: uint8 [B, H, W, cd]}: layers whose bits the caller has (coded outside the
+      model's stream), fed as the encoder feeds them with no decode_bits call; layer_done still
+      sees the model's probabilities for them.
+
+  Both directions make the same sequence of `wave_step` (and, channel-causal, `wave_channel`)
+  calls, each reading only bits written by earlier steps: decode in a Python loop (one engine
+  call and one decode_bits call per step, per channel in channel-causal mode), encode inside
+  numba (`code_known_layer`).
   """
 
-  def __init__(self, net, batch, height, width, layers):
+  def __init__(self, net, batch, height, width, layers, coder_id=bitstream.CODER_ID):
     self.net = float32_network(net)
     self.weights = PixelWeights.of(self.net)
     self.w3 = taps3x3(self.net.w3s)
     self.state_weights = StateWeights.of(self.net)
     self.shape = (batch, height, width)
     self.layers = layers
+    self.schedule = schedule.for_coder(coder_id, height, width)
+
+  def _coding_order(self, src, channel0):
+    """The layer's bits (channels channel0 .. + cd of src [H, W, C, B]) in coding order."""
+    batch, height, width = self.shape
+    cd = self.net.layer_depth
+    out = np.empty(height * width * cd * batch, np.int32)
+    coding_order_bits(src, channel0, cd, self.schedule.pixels, self.schedule.starts,
+                      self.net.channel_causal, out)
+    return out
 
   def _code_known(self, k, layer_codes, xs, buffers, out_p, out_q):
-    """Feeds layer k's known bits (uint8 [B, H, W, cd]) through the pixel loop."""
+    """Feeds layer k's known bits (uint8 [B, H, W, cd]) through the step loop."""
     net = self.net
-    layer_bits = np.ascontiguousarray(layer_codes.transpose(1, 2, 3, 0), dtype=np.int32)
-    code_known_layer(xs, k, layer_bits, self.weights, net.wb, net.bb, net.car, net.channel_causal,
-                     buffers, out_p, out_q)
+    coded = self._coding_order(np.ascontiguousarray(layer_codes.transpose(1, 2, 3, 0)), 0)
+    code_known_layer(xs, k, coded, self.schedule.pixels, self.schedule.starts, self.weights,
+                     net.wb, net.bb, net.car, net.channel_causal, buffers, out_p, out_q)
 
   def encode(self, codes, layer_done):
     cd = self.net.layer_depth
@@ -468,11 +505,16 @@ class ChunkCoder:
     the model's stream): they are fed as the encoder feeds them, with no decode_bits call, and
     layer_done still sees the model's probabilities for them."""
     known = known or {}
-    batch, height, width = self.shape
+    batch, height, _ = self.shape
     cd = self.net.layer_depth
     causal = self.net.channel_causal
     heads = not causal
     weights, wb, bb, car = self.weights, self.net.wb, self.net.bb, self.net.car
+    pixels = self.schedule.pixels
+    starts = self.schedule.starts.tolist()
+    rows = self.schedule.row_done.tolist()
+    if row_done is None:
+      rows = [-1] * len(rows)
 
     def code_layer(k, xs, buffers, out_p, out_q):
       if k in known:
@@ -481,45 +523,45 @@ class ChunkCoder:
           for y in range(height):
             row_done(k, y)
         return
-      # This loop runs H*W times per layer for the whole batch: kept lean on purpose.
-      t0buf = buffers[5]
-      bits, put_y, put_x, put_c0 = _NO_BITS, -1, 0, 0
-      slot = 0
-      for y in range(height):
-        for x in range(width):
-          pixel_step(xs, k, y, x, bits, put_y, put_x, put_c0, weights, buffers, heads, out_p,
-                     out_q, slot)
-          if causal:
-            bits = _NO_BITS
-            for ch in range(cd):
-              channel_head(xs, k, y, x, ch, bits, wb, bb, car, t0buf, out_p, out_q, slot)
-              bits = decode_bits(out_q[slot, ch * batch:(ch + 1) * batch])
-            put_c0 = cd - 1
-          else:
-            bits = decode_bits(out_q[slot])
-          put_y, put_x = y, x
-          slot += 1
-        if row_done is not None:
-          row_done(k, y)
-      put_bits(xs, k * cd + put_c0, put_y, put_x, bits)  # the layer's last pixel
+      # This loop runs once per step per layer for the whole batch: kept lean on purpose.
+      t0buf = buffers[4]
+      bits, put_lo, put_hi, put_c0, put_n = _NO_BITS, 0, 0, 0, cd
+      for i in range(len(starts) - 1):
+        lo, hi = starts[i], starts[i + 1]
+        wave_step(xs, k, pixels, lo, hi, bits, put_lo, put_hi, put_c0, put_n, weights, buffers,
+                  heads, out_p, out_q)
+        o = lo * cd * batch
+        if causal:
+          n = (hi - lo) * batch
+          bits = _NO_BITS
+          for ch in range(cd):
+            wave_channel(xs, k, pixels, lo, hi, ch, bits, wb, bb, car, t0buf, out_p, out_q)
+            bits = decode_bits(out_q[o + ch * n:o + (ch + 1) * n])
+          put_c0, put_n = cd - 1, 1
+        else:
+          bits = decode_bits(out_q[o:hi * cd * batch])
+        put_lo, put_hi = lo, hi
+        if rows[i] >= 0:
+          row_done(k, rows[i])
+      put_bits(xs, k * cd + put_c0, put_n, pixels, put_lo, put_hi, bits)  # the last step's
 
     return self._run(code_layer, layer_done)
 
   def _run(self, code_layer, layer_done):
     batch, height, width = self.shape
-    cd, hd = self.net.layer_depth, self.net.hidden_depth
+    cd = self.net.layer_depth
+    hd = self.weights[0].shape[3]  # w7 [L, 24, cd, h]
     xs = np.zeros((height, width, self.layers * cd, batch), dtype=np.int8)
     s = np.zeros((height, width, cd, batch), np.float32)
     rnn_h = np.zeros((height, width, hd, batch), np.float32)
     rnn_c = np.zeros_like(rnn_h)
-    buffers = Buffers.new(height, width, hd, batch)
-    out_p = np.empty((height * width, cd * batch))  # per pixel: [channel][sample]
-    out_q = np.empty((height * width, cd * batch))
+    buffers = Buffers.new(height, width, hd, batch, self.schedule.widest)
+    out_p = np.empty(height * width * cd * batch)  # in coding order, sample innermost
+    out_q = np.empty(height * width * cd * batch)
     for k in range(self.layers):
       layer_a1(s, self.w3, self.net.b3s, k, buffers[0])
       code_layer(k, xs, buffers, out_p, out_q)
-      bits = (xs[:, :, spec.layer_channels(k, cd)] > 0).astype(np.int32).reshape(-1)
-      layer_done(k, out_p, out_q, bits)
+      layer_done(k, out_p, out_q, self._coding_order(xs, k * cd))
       if k + 1 < self.layers:
         next_state(xs, k, self.state_weights, rnn_h, rnn_c, s)
     return np.ascontiguousarray((xs > 0).astype(np.uint8).transpose(3, 0, 1, 2))
@@ -536,7 +578,7 @@ def float32_network(net):
   return dataclasses.replace(net, **arrays)
 
 
-def engine_probabilities(net, codes):
+def engine_probabilities(net, codes, coder_id=bitstream.CODER_ID):
   """The engine's P(bit = 1) for complete codes uint8 [B, H, W, D] -> (model, coded) float64
   [B, H, W, D]: exactly what the encoder computes (tests, diagnostics)."""
   codes = np.asarray(codes, dtype=np.uint8)
@@ -545,11 +587,15 @@ def engine_probabilities(net, codes):
   layers = net.layers_of(depth, '<codes>')
   p_model = np.empty((batch, height, width, depth))
   p_coded = np.empty_like(p_model)
+  coder = ChunkCoder(net, batch, height, width, layers, coder_id)
+  positions = schedule.raster_positions(coder.schedule, width, cd, net.channel_causal)
 
   def layer_done(k, out_p, out_q, _):
     for target, source in ((p_model, out_p), (p_coded, out_q)):
-      target[..., spec.layer_channels(k, cd)] = source.reshape(height, width, cd, batch).transpose(
+      raster = np.empty((height * width * cd, batch))
+      raster[positions] = source.reshape(-1, batch)
+      target[..., spec.layer_channels(k, cd)] = raster.reshape(height, width, cd, batch).transpose(
           3, 0, 1, 2)
 
-  ChunkCoder(net, batch, height, width, layers).encode(codes, layer_done)
+  coder.encode(codes, layer_done)
   return p_model, p_coded

@@ -67,8 +67,8 @@ for i, model in enumerate(models):
     report['decoded_equal'].append(len(restored) == len(codes) and all(
         a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(restored, codes)))
 if mode == 'encode':  # compiled in this process (fresh cache): their machine code is at hand
-  kernels = [engine.pixel_step, engine.channel_head, engine.next_state, engine.layer_a1,
-             engine.code_known_layer, engine.put_bits]
+  kernels = [engine.wave_step, engine.wave_channel, engine.next_state, engine.layer_a1,
+             engine.code_known_layer, engine.put_bits, engine.coding_order_bits]
   asm = '\n'.join(k.inspect_asm(sig) for k in kernels for sig in k.signatures)
   report.update(kernel_signatures=sum(len(k.signatures) for k in kernels), asm_chars=len(asm),
                 uses_ymm='%ymm' in asm, uses_zmm='%zmm' in asm,

@@ -202,12 +202,14 @@ def test_known_layers_decode_as_if_decoded(reference, causal):
 
   engine.ChunkCoder(net, batch, height, width, layers).encode(codes, keep(probs))
   asked = []
-  steps = {k: iter(bits.reshape(height * width, -1)) for k, (_, bits) in probs.items()}
+  read = {k: 0 for k in probs}  # bits handed out per layer: they come in coding order
   current = [None]
 
   def decode_bits(p):
-    asked.append(current[0])
-    return next(steps[current[0]])[:p.size] if causal else next(steps[current[0]])
+    k = current[0]
+    asked.append(k)
+    read[k] += p.size
+    return probs[k][1][read[k] - p.size:read[k]]
 
   seen = {}
   # The decoder asks layer by layer; row_done's sequence says which layer it is in.
@@ -224,8 +226,6 @@ def test_known_layers_decode_as_if_decoded(reference, causal):
         current[0] = order[self.i]
 
   tracker = Layers()
-  if causal:  # one channel at a time: split each pixel's bits into per-channel steps
-    steps = {k: iter(bits.reshape(height * width * cd, batch)) for k, (_, bits) in probs.items()}
   decoded = engine.ChunkCoder(net, batch, height, width, layers).decode(
       decode_bits, keep(seen), tracker.row_done, known=known)
   assert np.array_equal(decoded, codes)

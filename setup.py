@@ -13,6 +13,7 @@ _FOLDERS = {
     'entropy_coder.codec': 'codec',
     'entropy_coder.components': 'components',
     'entropy_coder.data_gen': 'data_gen',
+    'entropy_coder.image_encoder': 'image_encoder',
     'entropy_coder.pipeline': 'pipeline',
     'entropy_coder.trainer': 'trainer',
 }

@@ -22,6 +22,9 @@ _COMMAND_MODULES = (
     'train',
     'code_length',
     'compress',
+    'train_encoder',
+    'encode_images',
+    'decode_images',
     'pipeline_command',
     'metrics',
 )

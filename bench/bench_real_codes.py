@@ -1,0 +1,394 @@
+"""Real-codes benchmark: the entropy coder on codes of real pictures, beside the strongest
+classical coders, in real bytes of one file per unseen image.
+
+What one run does (all in this process, so the numbers belong together):
+1. takes the pictures that ship inside installed packages (entropy_coder.data_gen.sample_images:
+   matplotlib's sample_data and scikit-learn's images; no network), as gray, and splits them BY
+   PICTURE: TRAIN pictures to train on, a VALIDATION picture to pick the best checkpoint (the
+   Trainer exports the evaluation with the lowest eval code length), TEST pictures never seen;
+2. makes two kinds of code of each at its own size (entropy_coder.data_gen.image_codes): the 8
+   bit planes of the gray picture, and the 16 successive-approximation bits of its 8x8 block
+   means;
+3. per run of RUNS (a kind and a model config): trains `train_loop.Trainer.fit` for `--steps` on
+   the training pictures' whole codes, each its own size, in tiles of TILES (train_config
+   `crop`, seams moved every epoch), evaluating the validation code at full size; writes
+   the best evaluation's model files, and compresses each TEST code at full size into its own
+   one-code `.nec` file with `codec.api.compress_with_stats`: its bytes are the real figure,
+   its -log2 P sum the theoretical one;
+4. on the same TEST codes: xz -9e (lzma preset 9 | EXTREME), zstd -19, bz2 -9 on the packed
+   codes (the better of two bit orders: the product's pixel-interleaved [H, W, D] and plane by
+   plane [D, H, W]); an adaptive order-0 coder per channel (Krichevsky-Trofimov counts, its
+   ideal code length); JPEG XL lossless at the strongest effort (imagecodecs, effort 10) on the
+   gray picture (bit planes) and on each block's 16-bit integer q (successive approximation),
+   and, as a stronger variant, on the 14-bit block sum q / 4 that carries the same information.
+
+Every figure is bits per code bit, pooled: total bytes * 8 over total code bits of the TEST
+pictures, each coded as its own file. Writes `--out` (JSON) and `--plot` (PNG); prints a
+markdown table (docs/REAL_CODES.md holds the measured one).
+
+    .venv/bin/python bench/bench_real_codes.py --out /tmp/real_codes.json --plot docs/images/real_codes.png
+    .venv/bin/python bench/bench_real_codes.py --quick     # smoke run, about a minute
+"""
+import argparse
+import bz2
+import json
+import lzma
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TRAIN = ('grace_hopper', 'china', 'topobathy')
+VALIDATION = ('jacksboro_dem',)
+TEST = ('flower', 'mri_s1045')
+
+# kind -> the training tile side, train_config `crop` (in the codes' own pixels: 1 per picture
+# pixel for bit planes, 1 per 8x8 block for successive approximation). The Trainer cuts each
+# whole training code into tiles with seams that move every epoch (trainer/data.py).
+TILES = {'bit_planes': 32, 'successive_approximation': 16}
+
+JPEGXL_EFFORT = 10  # libjxl's strongest (imagecodecs clamps larger values to it)
+XZ_PRESET = 9 | lzma.PRESET_EXTREME
+ZSTD_LEVEL = 19
+BZ2_LEVEL = 9
+
+# The container version whose files code every layer in the model's stream (no fallback).
+MODEL_ONLY_VERSION = 2
+
+BASE_TRAIN = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
+              'samples_per_decay': 20000, 'adam_epsilon': 0.001}
+
+
+def _run(label, kind, model, **train):
+  return {'label': label, 'kind': kind, 'model': model, 'train': dict(BASE_TRAIN, **train)}
+
+
+BP, SA = 'bit_planes', 'successive_approximation'
+RUNS = (
+    _run('bp ld1 L8', BP, {'layer_depth': 1, 'layer_count': 8}),
+    _run('bp ld1 L8 h16', BP, {'layer_depth': 1, 'layer_count': 8, 'hidden_depth': 16}),
+    _run('bp ld8 cc', BP, {'layer_depth': 8, 'layer_count': 1, 'channel_causal': True}),
+    _run('bp ld8 cc h32', BP, {'layer_depth': 8, 'layer_count': 1, 'channel_causal': True,
+                               'hidden_depth': 32}),
+    _run('sa ld1 L16', SA, {'layer_depth': 1, 'layer_count': 16}),
+    _run('sa ld1 L16 h16', SA, {'layer_depth': 1, 'layer_count': 16, 'hidden_depth': 16}),
+    _run('sa ld2 L8', SA, {'layer_depth': 2, 'layer_count': 8}),
+    _run('sa ld2 L8 cc h16', SA, {'layer_depth': 2, 'layer_count': 8, 'channel_causal': True,
+                                  'hidden_depth': 16}),
+    _run('sa ld1 L16 h16 wd1e-4', SA, {'layer_depth': 1, 'layer_count': 16, 'hidden_depth': 16},
+         weight_decay=1e-4),
+    _run('sa ld1 L16 h16 wd1e-3', SA, {'layer_depth': 1, 'layer_count': 16, 'hidden_depth': 16},
+         weight_decay=1e-3),
+)
+# The default run (about 15 minutes on 2 shared cores); `--runs all` adds the others.
+DEFAULT_RUNS = ('bp ld1 L8', 'bp ld8 cc', 'bp ld8 cc h32', 'sa ld1 L16', 'sa ld1 L16 h16',
+                'sa ld2 L8', 'sa ld1 L16 h16 wd1e-3')
+QUICK_RUNS = ('bp ld8 cc', 'sa ld1 L16')
+
+
+def _parse():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=300, help='training steps per run')
+  parser.add_argument('--eval-every', type=int, default=50, help='validation every N steps')
+  parser.add_argument('--runs', nargs='+', help='labels of RUNS to do, or "all" (default: '
+                      f'{list(DEFAULT_RUNS)}); all runs: {[r["label"] for r in RUNS]}')
+  parser.add_argument('--verify', action='store_true',
+                      help='also decompress every file and check it gives its code back')
+  parser.add_argument('--quick', action='store_true',
+                      help=f'smoke run: {QUICK_RUNS}, 20 steps, the test pictures cropped to 64x64')
+  parser.add_argument('--seed', type=int, default=0, help='model init and shuffle seed')
+  parser.add_argument('--out', help='results JSON')
+  parser.add_argument('--plot', help='PNG bar chart')
+  parser.add_argument('--from-json', help='only print the table and plot a saved results JSON')
+  return parser.parse_args()
+
+
+def _log(line):
+  print(f'[{time.strftime("%H:%M:%S")}] {line}', file=sys.stderr, flush=True)
+
+
+# ---- the pictures and their codes --------------------------------------------------------------
+
+
+def pictures(quick=False):
+  """{name: uint8 gray [H, W]} of TRAIN + VALIDATION + TEST (TEST cropped to 64x64 if quick)."""
+  from entropy_coder.data_gen import sample_images  # pylint: disable=g-import-not-at-top
+  result = {}
+  for photo in sample_images.packaged_photos(TRAIN + VALIDATION + TEST):
+    gray = sample_images.gray(photo.pixels)
+    result[photo.name] = gray[:64, :64] if quick and photo.name in TEST else gray
+  return result
+
+
+def codes_of(kind, grays):
+  from entropy_coder.data_gen import image_codes  # pylint: disable=g-import-not-at-top
+  return {name: image_codes.code_of(kind, gray) for name, gray in grays.items()}
+
+
+def _write_tfrecord(path, codes):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for code in codes:
+      writer.write(codes_format.encode_example(code))
+  return path
+
+
+def training_files(kind, codes, data_dir):
+  """(train TFRecord, validation TFRecord): the pictures' whole codes, each its own size."""
+  return tuple(_write_tfrecord(os.path.join(data_dir, f'{kind}_{split}.tfrecord.gz'),
+                               [codes[name] for name in names])
+               for split, names in (('train', TRAIN), ('validation', VALIDATION)))
+
+
+# ---- the classical coders ------------------------------------------------------------------------
+
+
+def _packed_orders(code):
+  """The packed code in the product's bit order ([H, W, D], C order) and plane by plane."""
+  return (np.packbits(code.reshape(-1)).tobytes(),
+          np.packbits(np.moveaxis(code, -1, 0).reshape(-1)).tobytes())
+
+
+def _zstd(data):
+  import zstandard  # pylint: disable=g-import-not-at-top
+  return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+
+
+GENERAL_CODERS = {
+    'xz -9e': lambda data: lzma.compress(data, format=lzma.FORMAT_XZ, preset=XZ_PRESET),
+    'zstd -19': _zstd,
+    'bz2 -9': lambda data: bz2.compress(data, BZ2_LEVEL),
+}
+
+
+def _jpegxl_bytes(image, bits_per_sample=None):
+  import imagecodecs  # pylint: disable=g-import-not-at-top
+  data = imagecodecs.jpegxl_encode(image, lossless=True, effort=JPEGXL_EFFORT,
+                                   bitspersample=bits_per_sample)
+  if not np.array_equal(imagecodecs.jpegxl_decode(data), image):
+    raise AssertionError('JPEG XL lossless did not round-trip')
+  return len(data)
+
+
+def adaptive_order0_bits(code):
+  """Ideal code length of an adaptive order-0 coder per channel (Krichevsky-Trofimov counts
+  from 1/2, 1/2): sum over channels of -log2 (G(n0+1/2) G(n1+1/2) / (pi G(n+1)))."""
+  flat = code.reshape(-1, code.shape[-1])
+  total = 0.0
+  for column in flat.T:
+    ones = int(column.sum())
+    zeros = column.size - ones
+    total -= (math.lgamma(zeros + 0.5) + math.lgamma(ones + 0.5) - math.log(math.pi)
+              - math.lgamma(column.size + 1)) / math.log(2)
+  return total
+
+
+def classical(kind, grays, codes):
+  """{coder name: (total bits, per-picture bits)} over the TEST pictures, one file each."""
+  from entropy_coder.data_gen import image_codes  # pylint: disable=g-import-not-at-top
+  rows = {}
+
+  def add(name, picture, bits):
+    total, per = rows.setdefault(name, (0.0, {}))
+    per[picture] = bits
+    rows[name] = (total + bits, per)
+
+  for name in TEST:
+    code = codes[name]
+    orders = _packed_orders(code)
+    for coder, compress in GENERAL_CODERS.items():
+      add(coder, name, 8 * min(len(compress(data)) for data in orders))
+    add('adaptive order-0 (ideal)', name, adaptive_order0_bits(code))
+    if kind == BP:
+      add('JPEG XL lossless (gray)', name, 8 * _jpegxl_bytes(grays[name]))
+    else:
+      q = image_codes.code_integers(code)
+      add('JPEG XL lossless (16-bit q)', name, 8 * _jpegxl_bytes(q))
+      add('JPEG XL lossless (14-bit sum)', name,
+          8 * _jpegxl_bytes((q // 4).astype(np.uint16), bits_per_sample=14))
+  return rows
+
+
+# ---- the entropy coder ---------------------------------------------------------------------------
+
+
+def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, verify):
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.codec import api  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import train_loop  # pylint: disable=g-import-not-at-top
+  model_config = config_lib.model_config_from_dict(run['model'], run['label'])
+  train_config = config_lib.train_config_from_dict(dict(run['train'], crop=TILES[run['kind']]),
+                                                   run['label'])
+  train_file, validation_file = files
+  run_dir = tempfile.mkdtemp(prefix='run_', dir=work_dir)
+  trainer = train_loop.Trainer(model_config, train_config, run_dir, seed=seed, xla=False)
+  start = time.perf_counter()
+  lines = []
+  result = trainer.fit(train_file, steps, eval_patterns=validation_file,
+                       log_every=max(eval_every, 1), eval_every=eval_every,
+                       progress=lambda line: (lines.append(line), _log(f'{run["label"]}: {line}')))
+  train_seconds = time.perf_counter() - start
+  model_dir = os.path.join(run_dir, 'model')
+  with trainer.best_weights():
+    model_files.write_model_files(model_dir, trainer.model.named_weights(), model_config.to_dict())
+  model = model_files.read_model_files(model_dir)
+  from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
+  per_picture, file_bits, theory_bits, code_bits, model_only_bits = {}, 0, 0.0, 0, 0
+  start = time.perf_counter()
+  for name in TEST:
+    code = codes[name]
+    data, stats = api.compress_with_stats([code], model)
+    if verify and not np.array_equal(api.decompress(data, model)[0], code):
+      raise AssertionError(f'{run["label"]}: {name} did not round-trip')
+    per_picture[name] = dict(vars(stats))  # sizes, and the method choices when the API has them
+    if bitstream.VERSION > MODEL_ONLY_VERSION:  # a container with a fallback: the model alone too
+      model_only = api.compress_with_stats([code], model, theory=False,
+                                           format_version=MODEL_ONLY_VERSION)[1]
+      per_picture[name]['model_only_file_bytes'] = model_only.file_bytes
+    model_only_bits += 8 * per_picture[name].get('model_only_file_bytes', stats.file_bytes)
+    file_bits += 8 * stats.file_bytes
+    theory_bits += stats.theoretical_bits
+    code_bits += stats.code_bits
+  codec_seconds = time.perf_counter() - start
+  best = trainer.best
+  return {
+      'label': run['label'], 'kind': run['kind'], 'model_config': model_config.to_dict(),
+      'train_config': train_config.to_dict(),
+      'parameters': model_lib.parameter_count(model_config),
+      'steps': result.steps, 'train_code_length': result.train_code_length,
+      'validation_last': result.eval_code_length,
+      'kept_step': best.step if best else result.steps,
+      'validation_kept': best.eval_code_length if best else result.eval_code_length,
+      'overfitting_note': train_loop.overfitting_note(result.train_code_length,
+                                                      result.eval_code_length),
+      'real_bits_per_bit': file_bits / code_bits, 'theory_bits_per_bit': theory_bits / code_bits,
+      'model_only_real_bits_per_bit': model_only_bits / code_bits,
+      'per_picture': per_picture, 'train_seconds': train_seconds,
+      'codec_seconds_compress_and_decompress': codec_seconds,
+  }
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+
+def table(results):
+  """Markdown: per kind, the entropy coder's runs (real and theory) and the classical coders."""
+  lines = []
+  for kind in (BP, SA):
+    if kind not in results['classical']:
+      continue
+    code_bits = results['test_code_bits'][kind]
+    lines += [f'**{kind}** ({", ".join(TEST)}: {code_bits} code bits)', '',
+              '| coder | bits/bit (real files) | model stream only | theory | validation (kept '
+              'step / last) | train |', '|---|---|---|---|---|---|']
+    for run in results['runs']:
+      if run['kind'] == kind:
+        lines.append(f'| entropy coder {run["label"]} ({run["parameters"]} weights) | '
+                     f'**{run["real_bits_per_bit"]:.4f}** | '
+                     f'{run["model_only_real_bits_per_bit"]:.4f} | {run["theory_bits_per_bit"]:.4f} | '
+                     f'{run["validation_kept"]:.4f} (step {run["kept_step"]}) / '
+                     f'{run["validation_last"]:.4f} | {run["train_code_length"]:.4f} |')
+    for coder, (bits, _) in results['classical'][kind].items():
+      lines.append(f'| {coder} | {bits / code_bits:.4f} | | | | |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def plot(results, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  kinds = [kind for kind in (BP, SA) if kind in results['classical']]
+  fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 5), squeeze=False)
+  for ax, kind in zip(axes[0], kinds):
+    code_bits = results['test_code_bits'][kind]
+    names, real, theory = [], [], []
+    for run in results['runs']:
+      if run['kind'] == kind:
+        names.append(run['label'])
+        real.append(run['real_bits_per_bit'])
+        theory.append(run['theory_bits_per_bit'])
+    for coder, (bits, _) in results['classical'][kind].items():
+      names.append(coder)
+      real.append(bits / code_bits)
+      theory.append(float('nan'))
+    y = np.arange(len(names))
+    colors = ['tab:blue' if i < len(names) - len(results['classical'][kind]) else 'tab:gray'
+              for i in range(len(names))]
+    ax.barh(y, real, color=colors)
+    ax.plot(theory, y, 'k|', markersize=12, label='model theory')
+    for yi, value in zip(y, real):
+      ax.text(value, yi, f' {value:.3f}', va='center', fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel('bits per code bit (unseen pictures, one file each)')
+    ax.set_title(kind.replace('_', ' '))
+    ax.legend(loc='lower right', fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  _log(f'plot: {path}')
+
+
+def main():
+  args = _parse()
+  if args.from_json:
+    with open(args.from_json) as f:
+      results = json.load(f)
+  else:
+    results = measure(args)
+  print(table(results))
+  if args.plot:
+    plot(results, args.plot)
+
+
+def measure(args):
+  wanted = (QUICK_RUNS if args.quick else DEFAULT_RUNS if not args.runs
+            else [run['label'] for run in RUNS] if args.runs == ['all'] else args.runs)
+  runs = [run for run in RUNS if run['label'] in wanted]
+  if len(runs) != len(wanted):
+    raise SystemExit(f'unknown --runs; the runs are {[r["label"] for r in RUNS]}')
+  steps = 20 if args.quick else args.steps
+  eval_every = 10 if args.quick else args.eval_every
+  wall = time.perf_counter()
+  grays = pictures(args.quick)
+  work_dir = tempfile.mkdtemp(prefix='bench_real_codes_')
+  results = {'command': ' '.join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
+             'verified_round_trip': args.verify,
+             'split': {'train': TRAIN, 'validation': VALIDATION, 'test': TEST},
+             'shapes': {name: list(gray.shape) for name, gray in grays.items()},
+             'tiles': TILES, 'steps': steps, 'eval_every': eval_every, 'seed': args.seed,
+             'classical': {}, 'test_code_bits': {}, 'runs': []}
+  for kind in (BP, SA):
+    kind_runs = [run for run in runs if run['kind'] == kind]
+    if not kind_runs:
+      continue
+    codes = codes_of(kind, grays)
+    results['test_code_bits'][kind] = int(sum(codes[name].size for name in TEST))
+    start = time.perf_counter()
+    results['classical'][kind] = classical(kind, grays, codes)
+    _log(f'{kind}: classical coders in {time.perf_counter() - start:.1f} s')
+    files = training_files(kind, codes, work_dir)
+    for run in kind_runs:
+      outcome = train_and_compress(run, codes, files, steps, eval_every, args.seed, work_dir,
+                                   args.verify)
+      _log(f'{run["label"]}: real {outcome["real_bits_per_bit"]:.4f}, theory '
+           f'{outcome["theory_bits_per_bit"]:.4f} bits/bit (train {outcome["train_seconds"]:.0f} s)')
+      results['runs'].append(outcome)
+  results['wall_seconds'] = time.perf_counter() - wall
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(results, f, indent=1, default=str)
+  return results
+
+
+if __name__ == '__main__':
+  main()

@@ -6,7 +6,9 @@ metric: the quantity is a ratio of two sums over the whole eval split,
     code_length = sum(code_length_bits) / sum(num_bits)          [bits per bit]
 
 so codes of different sizes average correctly (a mean of per-example ratios would weigh a
-small code like a big one). A CombineFn keeps the two sums exactly (float64) and merges partial
+small code like a big one). That per-code mean is emitted beside it, named for what it is
+(`code_length_per_code_mean`: each code's bits/bit, every code weighing the same), for
+datasets of mixed sizes where the two differ; blessing reads the pooled `code_length`. A CombineFn keeps the two sums exactly (float64) and merges partial
 sums across Beam workers; a keras metric would keep float32 state inside a graph.
 
 The model computes its own `code_length_bits` / `num_bits` and per-layer counterparts in its
@@ -28,6 +30,7 @@ from entropy_coder.trainer import serving_contract as contract
 
 CODE_LENGTH = 'code_length'
 COMPRESSION_RATIO = 'compression_ratio'
+PER_CODE_MEAN = 'code_length_per_code_mean'
 LAYER_PREFIX = 'code_length_layer_'
 
 
@@ -90,7 +93,8 @@ class CodeLengthCombiner(beam.CombineFn):
         example_weighted=self._key.example_weighted)
 
   def create_accumulator(self):
-    return {'bits': np.zeros(2, np.float64), 'layers': None}
+    # bits: [sum code_length_bits, sum num_bits]; codes: [sum of per-code ratios, code count]
+    return {'bits': np.zeros(2, np.float64), 'codes': np.zeros(2, np.float64), 'layers': None}
 
   def add_input(self, accumulator, element: metric_types.StandardMetricInputs):
     predictions = element.get_predictions(self._key.model_name, self._key.output_name)
@@ -101,9 +105,11 @@ class CodeLengthCombiner(beam.CombineFn):
           f'outputs ({contract.SERVING_SIGNATURE}, docs/DESIGN.md); got predictions of type '
           f'{type(predictions).__name__}'
           + (f' with keys {sorted(predictions)}' if isinstance(predictions, dict) else ''))
-    accumulator['bits'] += (
-        np.sum(np.asarray(predictions[contract.CODE_LENGTH_BITS], np.float64)),
-        np.sum(np.asarray(predictions[contract.NUM_BITS], np.float64)))
+    code_bits = np.asarray(predictions[contract.CODE_LENGTH_BITS], np.float64).reshape(-1)
+    num_bits = np.asarray(predictions[contract.NUM_BITS], np.float64).reshape(-1)
+    accumulator['bits'] += (np.sum(code_bits), np.sum(num_bits))
+    held = num_bits > 0
+    accumulator['codes'] += (np.sum(code_bits[held] / num_bits[held]), np.count_nonzero(held))
     if contract.LAYER_CODE_LENGTH_BITS in predictions:
       layer_bits = np.asarray(predictions[contract.LAYER_CODE_LENGTH_BITS], np.float64)
       layer_count = layer_bits.shape[-1]
@@ -130,6 +136,7 @@ class CodeLengthCombiner(beam.CombineFn):
     result = next(accumulators)
     for accumulator in accumulators:
       result['bits'] += accumulator['bits']
+      result['codes'] += accumulator['codes']
       if accumulator['layers'] is not None:
         result = self._add_layers(result, accumulator['layers'])
     return result
@@ -142,6 +149,9 @@ class CodeLengthCombiner(beam.CombineFn):
         self._key_named(COMPRESSION_RATIO):
             num_bits / code_length_bits if code_length_bits else float('nan'),
     }
+    ratio_sum, codes = accumulator['codes']
+    if codes:
+      output[self._key_named(PER_CODE_MEAN)] = ratio_sum / codes
     if accumulator['layers'] is not None:
       for layer, (bits, count) in enumerate(accumulator['layers'].T):
         if count > 0:

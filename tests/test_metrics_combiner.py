@@ -35,8 +35,12 @@ def test_code_length_weighs_codes_by_their_bit_count():
   assert result[KEY] == pytest.approx(95.0 / 100.0)
   ratio_key = metric_types.MetricKey(name=tfma_metrics.COMPRESSION_RATIO)
   assert result[ratio_key] == pytest.approx(100.0 / 95.0)
-  # The mean of per-code ratios (0.75) would be wrong.
+  # The mean of per-code ratios (0.75) would be wrong as the dataset's figure; it is reported
+  # beside it under its own name.
   assert result[KEY] != pytest.approx(0.75)
+  mean_key = metric_types.MetricKey(name=tfma_metrics.PER_CODE_MEAN)
+  assert result[mean_key] == pytest.approx(0.75)
+  assert _combine(elements, tfma_metrics.CodeLengthCombiner(KEY), split=2)[mean_key] == pytest.approx(0.75)
 
 
 def test_per_layer_code_length_skips_layers_without_bits_and_merges_in_any_order():

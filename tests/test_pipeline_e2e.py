@@ -225,28 +225,72 @@ def test_cli_run_with_an_impossible_bound_blesses_nothing_and_pushes_nothing(tmp
   assert values[names.index('code_length')] == pytest.approx(evaluation.metrics['code_length'])
 
 
+# Codes of one .npz per image, every one a different H x W (issue 12 §1): edge shapes, shapes
+# below and above the training crop, 20 eval codes (more than 16 SIMD lanes).
+MIXED_SHAPES = [(1, 1), (1, 9), (7, 1), (3, 5), (8, 8), (12, 7), (5, 20), (16, 16), (17, 9),
+                (11, 11), (20, 6), (13, 21), (2, 30), (9, 9), (6, 14), (15, 4), (10, 10)]
+
+
+def _write_mixed_npz(directory, count):
+  from entropy_coder.data_gen.synthetic import generate_codes  # pylint: disable=g-import-not-at-top
+  os.makedirs(directory)
+  for i in range(count):
+    h, w = MIXED_SHAPES[i % len(MIXED_SHAPES)]
+    code = generate_codes(7, [i], shape=(h, w, 4))[0]
+    codes_format.write_npz(os.path.join(directory, f'image_{i:03d}.npz'), code, 2)
+  return directory
+
+
+def _pooled_alone(model_dir, records):
+  """(pooled code length, mean per code) from the SavedModel, each record served ALONE."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  serve = tf.saved_model.load(model_dir).signatures['serving_default']
+  figures = [serve(examples=tf.constant([r])) for r in records]
+  bits = np.array([f['code_length_bits'].numpy()[0] for f in figures], np.float64)
+  counts = np.array([f['num_bits'].numpy()[0] for f in figures], np.float64)
+  return bits.sum() / counts.sum(), float(np.mean(bits / counts))
+
+
 def test_cli_run_whose_real_size_misses_the_tolerance_is_blessed_by_tfma_but_not_pushed(
     tmp_path, capsys):
   """`--max-real-over-theory 0`: an exact round trip whose payload cannot be smaller than the
   ideal code length (a range coder's termination alone costs bytes). The check completes and
   blesses nothing, the Pusher (TFMA blessed the model) pushes nothing, and both the summary and
-  `entropy-coder metrics` say why."""
+  `entropy-coder metrics` say why.
+
+  The data are 200 .npz codes of 17 different shapes (NpzCodeImport): the Trainer trains on
+  tiles, TFMA's code_length is the pooled figure of every code evaluated alone, and the real
+  round trip codes the mixed eval split."""
   from entropy_coder import cli  # pylint: disable=g-import-not-at-top
   from entropy_coder.components import real_compression  # pylint: disable=g-import-not-at-top
   root = str(tmp_path / 'root')
   config = tmp_path / 'tiny.json'
   config.write_text(json.dumps({
-      'model_config': SETTINGS.model_config, 'train_config': SETTINGS.train_config,
-      'count': 100, 'code_shape': [8, 8, 4], 'train_steps': 5, 'max_code_length': 1.5}))
+      'model_config': SETTINGS.model_config, 'train_config': dict(SETTINGS.train_config, crop=8),
+      'codes_dir': _write_mixed_npz(str(tmp_path / 'npz'), 200),
+      'train_steps': 5, 'max_code_length': 1.5}))
   status = cli.main(['pipeline', 'run', '--pipeline-root', root, '--config', str(config),
                      '--max-real-over-theory', '0'])
   captured = capsys.readouterr()
   assert status == 0
-  for component in COMPONENTS:  # nothing failed: the pipeline went on to the Pusher
+  components = ('NpzCodeImport',) + COMPONENTS[1:]
+  for component in components:  # nothing failed: the pipeline went on to the Pusher
     assert _executions(root)[component] == ['COMPLETE'], component
 
+  # TFMA on the mixed eval split: pooled and per-code figures of each code served alone.
+  records = _eval_records(_output_uri(root, 'NpzCodeImport', 'examples').uri)
+  assert len(records) == 20
+  assert len({codes_format.decode_example(r).shape for r in records}) == len(MIXED_SHAPES)
+  model_dir = os.path.join(_output_uri(root, 'Trainer', 'model').uri, 'Format-Serving')
+  pooled, per_code = _pooled_alone(model_dir, records)
+
   evaluation = inspect_runs.latest_evaluation(root)
+  assert evaluation.metrics['code_length'] == pytest.approx(pooled, rel=1e-6)
+  assert evaluation.metrics['code_length_per_code_mean'] == pytest.approx(per_code, rel=1e-6)
+  assert evaluation.metrics['compression_ratio'] == pytest.approx(1 / pooled, rel=1e-6)
   real = evaluation.real_compression
+  assert real['round_trip_ok'] is True and real['sample_count'] == 20
+  assert real['theoretical_bits_per_bit'] == pytest.approx(pooled, rel=1e-4)
   assert evaluation.blessed is True  # TFMA's verdict alone would have pushed it
   assert real['round_trip_ok'] is True and real['blessed'] is False
   assert real['payload_over_theory'] > 0 and real['max_real_over_theory'] == 0

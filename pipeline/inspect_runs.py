@@ -47,6 +47,9 @@ class Evaluation:
   # codes): `visibility` (the progressive model's factorisation, what it can reach) and
   # `source_entropy` (every earlier bit seen); None for imported codes.
   floor: Optional[Dict[str, float]] = None
+  # The Trainer's summary beside the candidate's export (train_loop.TRAIN_SUMMARY_FILE): the
+  # train and eval code lengths, the exported step and the overfitting note; None if absent.
+  training: Optional[Dict[str, object]] = None
 
   @property
   def layer_names(self):
@@ -210,7 +213,23 @@ def latest_evaluation(root) -> Evaluation:
       failed_checks=_failed_checks(evaluation.uri),
       pushed_model_uri=_pushed_uri(store, pusher),
       real_compression=_real_compression(store, model, pusher) if model is not None else None,
-      floor=_synthetic_floor(store, model) if model is not None else None)
+      floor=_synthetic_floor(store, model) if model is not None else None,
+      training=_training_summary(model.uri if model is not None else None))
+
+
+def _training_summary(model_uri):
+  """The Trainer's train_summary.json in the model's serving export, or None."""
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import train_loop  # pylint: disable=g-import-not-at-top (TF, as TFMA)
+  if not model_uri:
+    return None
+  path = os.path.join(model_uri, model_files.TRAINER_SERVING_SUBDIR, train_loop.TRAIN_SUMMARY_FILE)
+  try:
+    with open(path, encoding='utf-8') as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return summary if isinstance(summary, dict) else None
 
 
 def _candidate_model(inputs, location):

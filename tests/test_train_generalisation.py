@@ -8,6 +8,8 @@ import pytest
 
 from helpers import write_examples_dir
 from entropy_coder import cli, model_files
+from entropy_coder.commands import metrics
+from entropy_coder.pipeline import inspect_runs
 from entropy_coder.trainer import train_loop
 from entropy_coder.trainer.config import (ModelConfig, TrainConfig, load_train_config,
                                           train_config_from_dict)
@@ -44,6 +46,24 @@ def test_the_export_holds_the_best_evaluation_and_the_summary_says_so(drifting, 
   assert record['step'] < 40 and record['eval_code_length'] < last_eval - 0.05
   assert f'exported the weights of step {record["step"]}, the lowest eval code length' in out
   assert 'note: overfitting: eval code length' in out
+
+  # The same beside the export, where the pipeline's summary finds it (Format-Serving of a
+  # Trainer's model artifact; here the CLI's export, read the same way).
+  summary = json.loads(open(os.path.join(train_dir, 'model', train_loop.TRAIN_SUMMARY_FILE)).read())
+  assert summary['exported_step'] == record['step'] and summary['steps'] == 40
+  assert summary['overfitting_note'].startswith('overfitting')
+  model_uri = tmp_path / 'artifact'
+  model_uri.mkdir()
+  os.symlink(os.path.join(train_dir, 'model'), model_uri / model_files.TRAINER_SERVING_SUBDIR)
+  evaluation = inspect_runs.Evaluation(1, 'COMPLETE', '', str(model_uri), None, True, {}, None,
+                                       {}, [], None, None,
+                                       training=inspect_runs._training_summary(str(model_uri)))
+  lines = metrics.format_training(evaluation)
+  assert lines[0].startswith('training    step 40: train code length') and 'step' in lines[0]
+  assert lines[1].startswith('note        overfitting')
+  assert metrics.format_training(inspect_runs.Evaluation(
+      1, 'COMPLETE', '', str(tmp_path), None, True, {}, None, {}, [], None, None,
+      training=inspect_runs._training_summary(str(tmp_path)))) == []
 
   # The exported model really is the best evaluation's: evaluated again, it gives its figure.
   exported = model_files.read_model_files(os.path.join(train_dir, 'model'))

@@ -35,6 +35,9 @@ BEST_RECORD_FILE = 'best_eval.json'
 # An eval code length more than this fraction above the training one is reported as
 # overfitting (`overfitting_note`): the one threshold the train CLI and the pipeline use.
 OVERFIT_MARGIN = 0.10
+# Beside the exported model: what training reached and which step's weights were exported, for
+# the pipeline's summary (pipeline/inspect_runs.py), which sees the model but not the Trainer.
+TRAIN_SUMMARY_FILE = 'train_summary.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,19 @@ def overfitting_note(train_code_length, eval_code_length):
           f'the training {train_code_length:.4f} bits/bit (threshold {100 * OVERFIT_MARGIN:.0f} %); '
           'train on more codes, evaluate more often (the best evaluation is exported), or set '
           'weight_decay in the train config')
+
+
+def train_summary(result, best):
+  """The TRAIN_SUMMARY_FILE dict: the last step's figures, the exported step, the notes."""
+  def number(value):
+    return float(value) if np.isfinite(value) else None
+  return {'steps': result.steps, 'train_code_length': number(result.train_code_length),
+          'eval_code_length': number(result.eval_code_length),
+          'exported_step': best.step if best else result.steps,
+          'exported_eval_code_length': number(best.eval_code_length if best
+                                              else result.eval_code_length),
+          'exported': kept_step_line(best, result.steps, result.eval_code_length),
+          'overfitting_note': overfitting_note(result.train_code_length, result.eval_code_length)}
 
 
 def kept_step_line(best, last_step, last_eval):
@@ -145,6 +161,7 @@ class Trainer:
     self._train_step = None
     self._evaluate_batch = None
     self.best = None  # BestEval of this run (chief only): `export` writes its weights
+    self.summary = None  # after fit: `train_summary`, written beside the export
 
   @property
   def is_chief(self):
@@ -184,6 +201,9 @@ class Trainer:
     if self.is_chief:
       with self.best_weights():
         export_lib.export_model(self.model, export_dir)
+      if self.summary is not None:
+        with tf.io.gfile.GFile(os.path.join(export_dir, TRAIN_SUMMARY_FILE), 'w') as f:
+          f.write(json.dumps(self.summary, indent=2))
     else:
       temporary = self._dirs.temporary()
       try:
@@ -382,7 +402,9 @@ class Trainer:
       if eval_patterns:
         eval_length, eval_layers = self._log_eval(eval_patterns, self.step, progress, save=False)
     writer.flush()
-    return TrainResult(self.step, last_loss, eval_length, eval_layers, rate, bit_rate)
+    result = TrainResult(self.step, last_loss, eval_length, eval_layers, rate, bit_rate)
+    self.summary = train_summary(result, self.best)
+    return result
 
   def _global_bits(self, batch):
     """Code bits in a global batch (its replicas here, scaled to all replicas)."""

@@ -98,7 +98,23 @@ def format_table(evaluation):
   floor = format_floor(evaluation)
   if floor:
     tail.append('floor       ' + floor)
+  tail += format_training(evaluation)
   return '\n'.join(head + lines + tail)
+
+
+def format_training(evaluation, width=12):
+  """Lines on the Trainer's run (its train_summary.json), labels padded to `width`: figures,
+  the exported step, and the overfitting note when the eval code length was far above the
+  training one; [] if unknown."""
+  summary = evaluation.training
+  if not summary:
+    return []
+  train, eval_ = summary.get('train_code_length'), summary.get('eval_code_length')
+  lines = ['training'.ljust(width) + f'step {summary.get("steps")}: train code length '
+           f'{_number(train)}, eval {_number(eval_)} bits/bit; {summary.get("exported", "")}']
+  if summary.get('overfitting_note'):
+    lines.append('note'.ljust(width) + summary['overfitting_note'])
+  return lines
 
 
 def format_floor(evaluation):

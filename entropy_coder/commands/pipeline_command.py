@@ -199,6 +199,7 @@ def summary(evaluation, paths):
        .split(' ', 2)[2] if evaluation.real_compression else ''),
       ('round trip         ' + metrics_command.format_round_trip(evaluation.real_compression)
        if evaluation.real_compression else ''),
+      *metrics_command.format_training(evaluation, width=19),
       f'metrics (TFMA)     {evaluation.evaluation_uri}',
       'pushed model       ' + (evaluation.pushed_model_uri
                                or f'none ({metrics_command.why_not_pushed(evaluation)})'),

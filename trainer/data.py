@@ -9,8 +9,8 @@ code fails at once. Then:
 * otherwise training runs on tiles (`training_tiles`): every epoch cuts every code into a grid
   of `crop` x `crop` tiles whose seams move by a per-epoch seeded offset; edge tiles are
   shifted inside the code (they overlap their neighbour) so that EVERY bit of every code is in
-  a tile EVERY epoch. A code smaller than the crop in a dimension is tiled at its own size
-  there; tiles are batched with tiles of their own shape (`group_by_window`), so every batch
+  a tile EVERY epoch. A code shorter than the crop in a dimension is tiled there with the
+  largest of crop/2, crop/4, ... that fits (`tile_sides`); tiles are batched with tiles of their own shape (`group_by_window`), so every batch
   has one shape and a train step is traced once per tile shape (a handful);
 * evaluation (`eval_dataset`) always sees whole codes, batched by exact shape, so a code's
   figure is the one it has alone (docs/DESIGN.md, "Mixed shapes").
@@ -198,10 +198,20 @@ def epoch_offsets(seed, epoch, tile_shape):
   return tf.minimum(tf.cast(u * tf.cast(tile_shape, tf.float32), tf.int32), tile_shape - 1)
 
 
+def tile_sides(sides, tile):
+  """The tile side along a dimension of each size in `sides` (int32): `tile` where the code is
+  at least that long, else the largest of tile // 2, tile // 4, ... that fits. Few distinct
+  tile shapes (batches fill, the train step traces a handful of times), every one covering its
+  code with shifted edge tiles."""
+  halvings = tile // tf.bitwise.left_shift(1, tf.range(31))  # tile, tile // 2, ..., 0
+  fits = halvings[None, :] <= sides[:, None]
+  return tf.reduce_max(tf.where(fits, halvings[None, :], 0), axis=1)
+
+
 def code_tiles(code, tile, seed, epoch):
-  """[H, W, D] code -> its tiles of one epoch [n, th, tw, D], th = min(tile, H), tw likewise."""
+  """[H, W, D] code -> its tiles of one epoch [n, th, tw, D], (th, tw) = tile_sides(H, W)."""
   shape = tf.shape(code)
-  tile_shape = tf.minimum(shape[:2], tile)
+  tile_shape = tile_sides(shape[:2], tile)
   oy, ox = tf.unstack(epoch_offsets(seed, epoch, tile_shape))
   rows = tile_starts(shape[0], tile_shape[0], oy)[:, None] + tf.range(tile_shape[0])
   cols = tile_starts(shape[1], tile_shape[1], ox)[:, None] + tf.range(tile_shape[1])

@@ -22,7 +22,7 @@ CODES_INPUT = 'codes'
 
 # ---- outputs of serving_default and serving_dense -----------------------------------------------
 
-PROBS = 'probs'  # P(bit = 1), C order of the coded [H, W, D]
+PROBS = 'probs'  # P(bit = 1), C order of the coded [H, W, D]; [B, largest N], 0.5-padded
 CODE_LENGTH_BITS = 'code_length_bits'  # [B]: sum of -log2 p(true bit)
 NUM_BITS = 'num_bits'  # [B]: coded bits
 # [B, layer_count] (zero for layers the code does not have)

@@ -35,6 +35,6 @@ def run(args):
                                      progress=_print_progress)
   counts = ', '.join(f'{name} {split["num_examples"]}' for name, split in manifest['splits'].items())
   print(f'imported {manifest["source"]["num_files"]} codes (layer_depth '
-        f'{manifest["layer_depth"]}, depth {manifest["code_depth"]}) into {args.output_dir}: '
-        f'{counts}')
+        f'{manifest["layer_depth"]}, depth {manifest["code_depth"]}, '
+        f'{len(manifest["code_shapes"])} shape(s)) into {args.output_dir}: {counts}')
   return 0

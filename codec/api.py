@@ -28,9 +28,10 @@ import numba
 import numpy as np
 
 from entropy_coder.codec import bitstream
+from entropy_coder.codec import fallback as fallback_
 from entropy_coder.codec.engine import ChunkCoder
 from entropy_coder.codec.engine_weights import build_network
-from entropy_coder.codec.range_coder import StreamDecoder, StreamEncoder
+from entropy_coder.codec.range_coder import StreamDecoder
 from entropy_coder.errors import UserError, describe
 
 # At most this many samples share a chunk (one batch of the engine, one range-coder stream) ...
@@ -46,12 +47,23 @@ DEFAULT_FORMAT_VERSION = bitstream.VERSION
 @dataclasses.dataclass(frozen=True)
 class CodingStats:
   """Sizes of one compress or decompress run. `theoretical_bits`: sum of -log2 P(true bit)
-  under the model's unquantised probabilities, i.e. the ideal code length."""
+  under the model's unquantised probabilities, i.e. the model's ideal code length over every
+  layer, whichever method coded it. The code bits each method coded (version 3, codec/fallback.py):
+  `model_code_bits` in the model's stream, `adaptive_code_bits` by adaptive counts,
+  `raw_code_bits` stored raw."""
   samples: int
   code_bits: int
   theoretical_bits: float
   payload_bytes: int
   file_bytes: int
+  model_code_bits: int = 0
+  adaptive_code_bits: int = 0
+  raw_code_bits: int = 0
+
+  @property
+  def fallback_code_bits(self):
+    """Code bits not coded by the model (adaptive or raw)."""
+    return self.adaptive_code_bits + self.raw_code_bits
 
   @property
   def bits_per_bit(self):
@@ -146,16 +158,17 @@ class _Progress:
       self._callback(self._done, self._total)
 
 
-def _encode_chunk(net, codes, progress, with_theory, coder_id=bitstream.CODER_ID):
-  """codes uint8 [B, H, W, D] -> (stream bytes, theoretical bits or 0.0)."""
+def _encode_chunk(net, codes, progress, with_theory, fallback=True, coder_id=bitstream.CODER_ID):
+  """codes uint8 [B, H, W, D] -> ((methods, (model stream, adaptive, raw segments)),
+  theoretical bits or 0.0). fallback=False: every layer in the model's stream (version <= 2)."""
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
-  encoder = StreamEncoder()
+  costs = fallback_.LayerCosts(codes, cd, fallback)
   theory = [0.0]
 
   def layer_done(k, out_p, out_q, layer_bits):
     # The symbols in the decoder's (coding) order, as layer_done hands them.
-    encoder.encode(layer_bits, out_q)
+    costs.model_layer(k, layer_bits, out_q.reshape(-1))
     if with_theory:
       theory[0] += _code_length(layer_bits, out_p)
     progress.add(layer_bits.size)
@@ -163,7 +176,7 @@ def _encode_chunk(net, codes, progress, with_theory, coder_id=bitstream.CODER_ID
   decoded = ChunkCoder(net, batch, height, width, depth // cd, coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
-  return encoder.finish(), theory[0]
+  return costs.choose(), theory[0]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -176,10 +189,15 @@ def _code_length(bits, p_model):
   return total
 
 
-def _decode_chunk(net, chunk, payload, source, progress, with_theory, coder_id):
-  """One chunk's stream -> (codes uint8 [B, H, W, D], theoretical bits or 0.0)."""
+def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id):
+  """One chunk's stream and segments -> (codes uint8 [B, H, W, D], theoretical bits or 0.0)."""
   cd = net.layer_depth
-  decoder = StreamDecoder(payload, source)
+  known = fallback_.decode_known(chunk, segments, cd, source)
+  layers = chunk.depth // cd
+  if len(known) == layers and not with_theory:  # nothing left for the model
+    progress.add(chunk.code_bits)
+    return np.concatenate([known[k] for k in range(layers)], axis=3), 0.0
+  decoder = StreamDecoder(segments[0], source)
   row_bits = chunk.width * cd * chunk.samples
   theory = [0.0]
 
@@ -191,8 +209,9 @@ def _decode_chunk(net, chunk, payload, source, progress, with_theory, coder_id):
       theory[0] += _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
-                     chunk.depth // cd, coder_id).decode(decoder.decode, layer_done, row_done)
-  decoder.check_consumed()
+                     chunk.depth // cd, coder_id).decode(decoder.decode, layer_done, row_done, known)
+  if chunk.payload_bytes:
+    decoder.check_consumed()
   return codes, theory[0]
 
 
@@ -229,22 +248,28 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
 
   def job(indices):
     batch = np.stack([checked[i] for i in indices])
-    payload, ideal = _encode_chunk(net, batch, counter, theory,
-                                   bitstream.coder_written(format_version))
-    return payload, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
+    coded, ideal = _encode_chunk(net, batch, counter, theory, format_version >= 3,
+                                 bitstream.coder_written(format_version))
+    return coded, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
 
   results = _run_parallel([lambda indices=indices: job(indices) for _, indices in plan], threads)
   return _pack(net, checked, plan, results, source_format, source_layer_depth, format_version)
 
 
 def _pack(net, checked, plan, results, source_format, source_layer_depth, format_version):
-  """Coded chunks -> (file bytes, CodingStats). results: per chunk of the plan, (stream,
-  theoretical bits, packed bits of its codes: bitstream.packed_bits, unused by version 1)."""
-  chunks, sample_index = [], []
-  for (shape, indices), (payload, _, _) in zip(plan, results):
-    chunks.append(bitstream.Chunk(*shape, len(indices), len(payload)))
+  """Coded chunks -> (file bytes, CodingStats). results: per chunk of the plan, ((methods,
+  (model stream, adaptive segment, raw segment)), theoretical bits, packed bits of its codes:
+  bitstream.packed_bits, unused by version 1)."""
+  chunks, sample_index, payloads = [], [], []
+  method_bits = [0, 0, 0]
+  for (shape, indices), ((methods, (model, adaptive, raw)), _, _) in zip(plan, results):
+    stored = methods if any(methods) else ()
+    chunks.append(bitstream.Chunk(*shape, len(indices), len(model), stored, len(adaptive),
+                                  len(raw)))
     sample_index += indices
-  payloads = [payload for payload, _, _ in results]
+    payloads.append(model + adaptive + raw)
+    for method in methods:
+      method_bits[method] += len(indices) * shape[0] * shape[1] * net.layer_depth
   fields = dict(coder_id=bitstream.coder_written(format_version), channel_causal=net.channel_causal,
                 source_format=source_format, fingerprint=net.fingerprint)
   if format_version == 1:
@@ -257,11 +282,28 @@ def _pack(net, checked, plan, results, source_format, source_layer_depth, format
     stored = (source_layer_depth if source_format == bitstream.SOURCE_NPZ
               and source_layer_depth not in (0, net.layer_depth) else 0)
     data = bitstream.pack(dict(fields, source_layer_depth=stored), chunks, sample_index,
-                          [bits for _, _, bits in results], payloads)
+                          [bits for _, _, bits in results], payloads, format_version)
   stats = CodingStats(samples=len(checked), code_bits=sum(code.size for code in checked),
                       theoretical_bits=sum(ideal for _, ideal, _ in results),
-                      payload_bytes=sum(len(payload) for payload in payloads), file_bytes=len(data))
+                      payload_bytes=sum(len(payload) for payload in payloads), file_bytes=len(data),
+                      **_method_stats(method_bits))
   return data, stats
+
+
+def _method_stats(method_bits):
+  """[model, adaptive, raw] code bits -> the CodingStats fields."""
+  model, adaptive, raw = method_bits
+  return dict(model_code_bits=model, adaptive_code_bits=adaptive, raw_code_bits=raw)
+
+
+def _header_method_bits(header, layer_depth):
+  """The code bits each method codes in a parsed file -> [model, adaptive, raw]."""
+  method_bits = [0, 0, 0]
+  for chunk in header.chunks:
+    layers = chunk.depth // layer_depth
+    for k in range(layers):
+      method_bits[chunk.method_of(k)] += chunk.code_bits // layers
+  return method_bits
 
 
 def compress(codes, model_files, progress=None, **options):
@@ -289,6 +331,8 @@ def check_model(header, model_files, source='<data>'):
     raise UserError(describe(source, 'header layer_depth / channel_causal do not match the model'))
   for chunk in header.chunks:
     net.layers_of(chunk.depth, source)
+    if header.version >= 3:
+      fallback_.check_chunk(chunk, net.layer_depth, source)
   return net
 
 
@@ -304,7 +348,7 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
   # bitstream.parse has bounded every chunk's code bits by what its stream can hold
   # (max_code_bits), so the work and the engine's buffers below are linear in the file's size.
   counter = _Progress(progress, header.code_bits)
-  payloads = list(bitstream.chunk_payloads(data, header))
+  payloads = list(bitstream.chunk_segments(data, header))
   jobs = [lambda chunk=chunk, payload=payload, i=i:
           _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory,
                         header.coder_id)
@@ -319,7 +363,8 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
       position += 1
   stats = CodingStats(samples=header.sample_count, code_bits=sum(code.size for code in codes),
                       theoretical_bits=sum(ideal for _, ideal in results),
-                      payload_bytes=header.payload_size, file_bytes=len(data))
+                      payload_bytes=header.payload_size, file_bytes=len(data),
+                      **_method_stats(_header_method_bits(header, net.layer_depth)))
   return codes, stats, header
 
 
@@ -341,18 +386,18 @@ def decompress(data, model_files, progress=None, **options):
 EACH_WINDOW = 4 * MAX_CHUNK_SAMPLES
 
 
-def _encode_separately(net, codes, with_theory, coder_id=bitstream.CODER_ID):
-  """codes uint8 [B, H, W, D] -> per code (its own stream, theoretical bits): the stream
+def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstream.CODER_ID):
+  """codes uint8 [B, H, W, D] -> per code ((methods, segments), theoretical bits): what
   _encode_chunk writes for that code alone."""
   batch = codes.shape[0]
-  encoders = [StreamEncoder() for _ in range(batch)]
+  costs = [fallback_.LayerCosts(codes[b:b + 1], net.layer_depth, fallback) for b in range(batch)]
   theory = [0.0] * batch
 
   def layer_done(k, out_p, out_q, layer_bits):
     # [H*W, cd, B] in coding order: column b is code b's symbols in its own stream's order.
     bits, q, p = (a.reshape(-1, batch) for a in (layer_bits, out_q, out_p))
-    for b, encoder in enumerate(encoders):
-      encoder.encode(bits[:, b], q[:, b])
+    for b, cost in enumerate(costs):
+      cost.model_layer(k, np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(q[:, b]))
       if with_theory:
         theory[b] += _code_length(np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(p[:, b]))
 
@@ -361,7 +406,7 @@ def _encode_separately(net, codes, with_theory, coder_id=bitstream.CODER_ID):
                        coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
-  return [(encoder.finish(), ideal) for encoder, ideal in zip(encoders, theory)]
+  return [(cost.choose(), ideal) for cost, ideal in zip(costs, theory)]
 
 
 def _decode_separately(net, chunk_shape, payloads, sources, with_theory):
@@ -449,6 +494,7 @@ def compress_each(inputs, model_files, threads=None, theory=True, format_version
     plan = plan_chunks([checked[i].shape for i in good])
     jobs = [lambda members=[good[j] for j in indices]: (
                 members, _encode_separately(net, np.stack([checked[i] for i in members]), theory,
+                                            format_version >= 3,
                                             bitstream.coder_written(format_version)))
             for _, indices in plan]
     coded = {}
@@ -476,7 +522,9 @@ def decompress_each(items, model_files, threads=None, theory=True):
       header = bitstream.parse(bytes(data), source)
     except UserError:
       return False  # decompress_with_stats raises it in its turn
-    return header.sample_count == 1 and header.coder_id == bitstream.CODER_ID
+    # A file with layers coded outside the model decodes alone (its known layers are its own).
+    return (header.sample_count == 1 and not any(header.chunks[0].methods)
+            and header.coder_id == bitstream.CODER_ID)  # _decode_separately: coder CODER_ID
 
   net = _network(model_files)
   for window, batched in _in_windows(items, single):
@@ -524,7 +572,8 @@ def decompress_each(items, model_files, threads=None, theory=True):
       bitstream.verify_decoded(header, [chunk_codes], source)
       code = chunk_codes[0]
       yield [code], CodingStats(samples=1, code_bits=code.size, theoretical_bits=ideal,
-                                payload_bytes=header.payload_size, file_bytes=len(data)), header
+                                payload_bytes=header.payload_size, file_bytes=len(data),
+                                model_code_bits=code.size), header
 
 
 def _chunk_shape(header):

@@ -1,19 +1,29 @@
-"""The compressed file container (docs/FORMAT.md): version 2 written, versions 1 and 2 read.
+"""The compressed file container (docs/FORMAT.md): version 3 written, versions 1, 2 and 3 read.
 
-Version 2 (little-endian; varint = unsigned LEB128, shortest form):
+Version 3 (little-endian; varint = unsigned LEB128, shortest form):
 
-    magic '\\x89NEC' 4s  version B (= 2)  coder_id B  flags B  model fingerprint, first 4 bytes 4s
+    magic '\\x89NEC' 4s  version B (= 3)  coder_id B  flags B  model fingerprint, first 4 bytes 4s
     [source_layer_depth varint]           only with FLAG_SOURCE_LAYER_DEPTH
     [chunk_count varint]                  absent with FLAG_ONE_CODE (one chunk of one code)
     chunk table   per chunk: height, width, depth, [samples: absent with FLAG_ONE_CODE],
-                  payload_words (the stream's length in 4-byte words), all varints
+                  [methods, only with FLAG_METHODS]: a varint n and n bytes, 2 bits per layer (layer k: byte k // 4, bits
+                    2 (k % 4)..; METHOD_MODEL 0, METHOD_ADAPTIVE 1, METHOD_RAW 2; layers past
+                    4 n are MODEL; n = 0: all MODEL; the last byte is not 0; without
+                    FLAG_METHODS, the usual case, every layer of every chunk is MODEL),
+                  [adaptive_bytes varint: only if a layer is ADAPTIVE],
+                  [raw_bytes varint: only if a layer is RAW],
+                  payload_words (the model stream's length in 4-byte words; 0 iff no MODEL layer),
+                  varints
     [sample order] per coded sample its index in the input, varints; only with FLAG_SAMPLE_ORDER
     chunk CRCs    per chunk u32: the running CRC32 of (everything above) + np.packbits of the
                   chunks' [samples, H, W, D] codes, chunks 0..i in order
     header_check  u8: CRC-8/SMBUS (polynomial 0x07, `crc8`) of everything above
-    payload       the chunks' range-coder streams, back to back
+    payload       per chunk: its model stream, its adaptive segment (codec/adaptive.py), its raw
+                  segment (np.packbits of the RAW layers' bits, [layer][sample][y][x][channel]),
+                  chunk after chunk
 
-One code costs 21 bytes beside its stream (a 22x48x16 code; at most 24 while height and width
+Version 2 is version 3 without FLAG_METHODS (every layer MODEL); `pack` still writes it
+(version=2). One code the model codes costs 21 bytes beside its stream (a 22x48x16 code; at most 24 while height and width
 are below 16384, depth below 128 and the stream below 8 MB). Everything is checked before any
 decoding starts: magic, version, the header check, coder, exact file length, table consistency
 and a bound on the work (`max_code_bits`: code bits per payload bit), so a damaged or hostile
@@ -36,8 +46,8 @@ from entropy_coder import leb128
 from entropy_coder.errors import UserError, describe
 
 MAGIC = b'\x89NEC'               # 'NEC' = neural entropy coder; \x89 catches 7-bit transfers
-VERSION = 2
-READ_VERSIONS = (1, 2)
+VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
 # q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py),
 # a layer's symbols in raster order (codec/schedule.py `raster`).
@@ -60,7 +70,14 @@ SOURCE_SHIFT = 2                 # flags bits 2-3: source_format
 SOURCE_MASK = 0x0C
 FLAG_SOURCE_LAYER_DEPTH = 0x10   # v2: the input .npz's layer_depth is stored (it differs from the model's)
 FLAG_ONE_CODE = 0x20             # v2: one chunk of one code; no chunk count, no sample count
-_KNOWN_FLAGS = 0x3F
+FLAG_METHODS = 0x40              # v3: the chunk table has per-layer methods (some layer is not MODEL)
+_KNOWN_FLAGS = {2: 0x3F, 3: 0x7F}
+
+# Version 3: how each layer of a chunk is coded (codec/fallback.py picks, per chunk and layer).
+METHOD_MODEL = 0      # the model's range-coder stream
+METHOD_ADAPTIVE = 1   # Krichevsky-Trofimov counts per channel (codec/adaptive.py)
+METHOD_RAW = 2        # the bits as they are, packed
+METHOD_NAMES = ('model', 'adaptive', 'raw')
 
 SOURCE_API = 0
 SOURCE_NPZ = 1
@@ -95,7 +112,9 @@ MAX_SAMPLES = 1 << 26
 # (engine._quantize): float32(0.999) = 0.99900001287..., P = 0.99950000643..., q = round(P * 2^16)
 # = round(65503.23) = 65503; the other end gives round(32.77) = 33 = 2^16 - 65503.
 # test_work_bound_assumes_the_engines_clip checks this against the engine.
-MAX_SYMBOL_PROBABILITY = 65503 / 65536
+PROB_ONE = 1 << 16
+MAX_SYMBOL_Q = 65503
+MAX_SYMBOL_PROBABILITY = MAX_SYMBOL_Q / PROB_ONE
 # Bits of slack per stream on top of the derivation below (which needs none): two 32-bit words.
 STREAM_SLACK_BITS = 64
 # 1 / -log2(65503 / 65536) = 1376.20...: see max_code_bits.
@@ -128,17 +147,55 @@ def max_code_bits(payload_bytes):
   return math.floor((8 * payload_bytes + STREAM_SLACK_BITS) * MAX_CODE_BITS_PER_PAYLOAD_BIT)
 
 
+# The adaptive coder (codec/adaptive.py) shrinks its range by at least this factor per symbol:
+# bound = floor(range * q0 / 2^16) with q in [2^16 - MAX_SYMBOL_Q, MAX_SYMBOL_Q] leaves
+# range' <= range * MAX_SYMBOL_PROBABILITY (bit 0) or < range * (1 - q0 / 2^16) + 1
+# <= range * (MAX_SYMBOL_PROBABILITY + 2^-24) (bit 1, as range >= 2^24).
+ADAPTIVE_SHRINK_BITS = -math.log2(MAX_SYMBOL_PROBABILITY + 2.0 ** -24)
+
+
+def max_adaptive_symbols(segment_bytes):
+  """The most symbols an adaptive segment of `segment_bytes` can hold: floor(8 S / c) with
+  c = ADAPTIVE_SHRINK_BITS. The range starts below 2^32, stays >= 2^24 and gains 8 bits per
+  renormalisation, each of which stores one byte: after n symbols and R of them,
+  2^24 <= 2^32 2^(-c n) 2^(8 R), so c n <= 8 (R + 1) < 8 S (S = R + 4 stored bytes)."""
+  return math.floor(8 * segment_bytes / ADAPTIVE_SHRINK_BITS)
+
+
+def method_field(methods):
+  """Per-layer methods -> the version-3 table bytes: varint n, n bytes of 2 bits per layer,
+  trailing MODEL layers left out (all MODEL: one byte, 0)."""
+  methods = list(methods)
+  while methods and methods[-1] == METHOD_MODEL:
+    methods.pop()
+  packed = bytearray(-(-len(methods) // 4))
+  for k, method in enumerate(methods):
+    packed[k // 4] |= method << (2 * (k % 4))
+  return varint(len(packed)) + bytes(packed)
+
+
 @dataclasses.dataclass(frozen=True)
 class Chunk:
   height: int
   width: int
   depth: int
   samples: int
-  payload_bytes: int
+  payload_bytes: int            # the model stream's (v1, v2: the chunk's only stream)
+  methods: tuple = ()           # v3: per layer, as stored (layers past the end are MODEL)
+  adaptive_bytes: int = 0       # v3: the adaptive segment's length
+  raw_bytes: int = 0            # v3: the raw segment's length
 
   @property
   def code_bits(self):
     return self.samples * self.height * self.width * self.depth
+
+  @property
+  def total_bytes(self):
+    """The chunk's share of the payload: model stream, adaptive and raw segments."""
+    return self.payload_bytes + self.adaptive_bytes + self.raw_bytes
+
+  def method_of(self, k):
+    return self.methods[k] if k < len(self.methods) else METHOD_MODEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +220,7 @@ class Header:
 
   @property
   def payload_size(self):
-    return sum(chunk.payload_bytes for chunk in self.chunks)
+    return sum(chunk.total_bytes for chunk in self.chunks)
 
   @property
   def code_bits(self):
@@ -212,41 +269,57 @@ def packed_bits(codes):
   return np.packbits(np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)).tobytes()
 
 
-def _flags(fields, reordered, one_code, source_layer_depth):
+def _flags(fields, reordered, one_code, source_layer_depth, methods):
   return ((FLAG_CHANNEL_CAUSAL if fields['channel_causal'] else 0)
+          | (FLAG_METHODS if methods else 0)
           | (FLAG_SAMPLE_ORDER if reordered else 0)
           | (fields['source_format'] << SOURCE_SHIFT)
           | (FLAG_SOURCE_LAYER_DEPTH if source_layer_depth else 0)
           | (FLAG_ONE_CODE if one_code else 0))
 
 
-def pack(header_fields, chunks, sample_index, chunk_bits, payloads):
-  """-> the complete version-2 file bytes.
+def pack(header_fields, chunks, sample_index, chunk_bits, payloads, version=VERSION):
+  """-> the complete version-3 (or, version=2, version-2) file bytes.
 
   header_fields: dict with coder_id, channel_causal, source_format, source_layer_depth (0: not
   stored; give it only for a .npz whose layer_depth differs from the model's) and fingerprint
   (hex; its first 4 bytes are stored). chunk_bits: per chunk, `packed_bits` of its codes in coding
-  order. payloads: per chunk, its stream (a multiple of 4 bytes, as its Chunk says).
+  order. payloads: per chunk, its stream (a multiple of 4 bytes, as its Chunk says) followed by
+  its adaptive and raw segments (version 3; their lengths and the methods are the Chunk's).
   """
+  if version not in (2, 3):
+    raise ValueError(f'pack writes versions 2 and 3, not {version}')
   sample_index = list(sample_index)
   reordered = sample_index != list(range(len(sample_index)))
   one_code = len(chunks) == 1 and chunks[0].samples == 1
   source_layer_depth = header_fields['source_layer_depth']
   if source_layer_depth and header_fields['source_format'] != SOURCE_NPZ:
     raise ValueError('source_layer_depth is stored for .npz sources only')
-  head = bytearray(HEAD.pack(MAGIC, VERSION, header_fields['coder_id'],
-                             _flags(header_fields, reordered, one_code, source_layer_depth),
+  with_methods = any(any(chunk.methods) for chunk in chunks)
+  head = bytearray(HEAD.pack(MAGIC, version, header_fields['coder_id'],
+                             _flags(header_fields, reordered, one_code, source_layer_depth,
+                                    with_methods),
                              bytes.fromhex(header_fields['fingerprint'])[:FINGERPRINT_BYTES]))
   if source_layer_depth:
     head += varint(source_layer_depth)
   if not one_code:
     head += varint(len(chunks))
   for chunk, payload in zip(chunks, payloads, strict=True):
-    if chunk.payload_bytes != len(payload) or len(payload) % 4 or not payload:
+    fallback = any(chunk.methods)
+    if (chunk.total_bytes != len(payload) or chunk.payload_bytes % 4
+        or not (chunk.payload_bytes or fallback) or (fallback and version == 2)
+        or bool(chunk.adaptive_bytes) != (METHOD_ADAPTIVE in chunk.methods)
+        or bool(chunk.raw_bytes) != (METHOD_RAW in chunk.methods)):
       raise ValueError(f'chunk {chunk} does not match its stream of {len(payload)} bytes')
     head += varint(chunk.height) + varint(chunk.width) + varint(chunk.depth)
     if not one_code:
       head += varint(chunk.samples)
+    if with_methods:
+      head += method_field(chunk.methods)
+      if chunk.adaptive_bytes:
+        head += varint(chunk.adaptive_bytes)
+      if chunk.raw_bytes:
+        head += varint(chunk.raw_bytes)
     head += varint(chunk.payload_bytes // 4)
   if reordered:
     head += b''.join(varint(i) for i in sample_index)
@@ -291,10 +364,10 @@ def parse(data, source):
   if data[:len(MAGIC)] != MAGIC:
     fail('not an entropy-coder compressed file (wrong magic)')
   version = data[len(MAGIC)]  # version 1 files begin with V1_MAGIC instead
-  if version != VERSION:
+  if version not in (2, 3):
     fail(f'compressed-file version {version} is not supported (this build reads versions '
          f'{", ".join(map(str, READ_VERSIONS))})')
-  return _parse_v2(data, fail)
+  return _parse_v2(data, fail, version)
 
 
 class _Reader:
@@ -326,7 +399,22 @@ class _Reader:
     self._fail('corrupt header (a number longer than 64 bits)')
 
 
-def _parse_v2(data, fail):
+def _parse_methods(reader, fail):
+  """Version 3's per-layer methods (method_field) -> tuple, checked: known methods, shortest."""
+  count = reader.varint()
+  reader.need(count + 1)  # and at least the payload_words varint
+  packed = reader.data[reader.offset:reader.offset + count]
+  reader.offset += count
+  methods = [(byte >> (2 * j)) & 3 for byte in packed for j in range(4)]
+  if (packed and packed[-1] == 0) or max(methods, default=0) > METHOD_RAW:
+    fail('corrupt header (invalid layer methods)')
+  while methods and methods[-1] == METHOD_MODEL:
+    methods.pop()
+  return tuple(methods)
+
+
+def _parse_v2(data, fail, version):
+  """Versions 2 and 3 (version 3 adds each chunk's methods and segment lengths)."""
   if len(data) < HEAD.size:
     fail(f'truncated: {len(data)} bytes, shorter than the {HEAD.size}-byte start of the header')
   _, version, coder_id, flags, fingerprint = HEAD.unpack_from(data, 0)
@@ -342,7 +430,13 @@ def _parse_v2(data, fail):
   for _ in range(chunk_count):
     height, width, depth = reader.varint(), reader.varint(), reader.varint()
     samples = 1 if one_code else reader.varint()
-    entries.append((height, width, depth, samples, reader.varint()))
+    methods, adaptive_bytes, raw_bytes = (), 0, 0
+    if version == 3 and flags & FLAG_METHODS:
+      methods = _parse_methods(reader, fail)
+      adaptive_bytes = reader.varint() if METHOD_ADAPTIVE in methods else 0
+      raw_bytes = reader.varint() if METHOD_RAW in methods else 0
+    entries.append((height, width, depth, samples, reader.varint(), methods, adaptive_bytes,
+                    raw_bytes))
   sample_count = sum(entry[3] for entry in entries)
   index = None
   if flags & FLAG_SAMPLE_ORDER:
@@ -357,8 +451,9 @@ def _parse_v2(data, fail):
   if coder_id not in READ_CODERS:
     fail(f'unknown coder id {coder_id} (this build knows coders {", ".join(map(str, READ_CODERS))})')
   source_format = (flags & SOURCE_MASK) >> SOURCE_SHIFT
-  if (flags & ~_KNOWN_FLAGS
+  if (flags & ~_KNOWN_FLAGS[version]
       or (one_code and flags & FLAG_SAMPLE_ORDER)
+      or (flags & FLAG_METHODS and not any(entry[5] for entry in entries))
       or (flags & FLAG_SOURCE_LAYER_DEPTH
           and (source_format != SOURCE_NPZ or not 1 <= source_layer_depth <= MAX_DIM))):
     fail('corrupt header (invalid flags, source format or source layer_depth)')
@@ -369,14 +464,19 @@ def _parse_v2(data, fail):
   # payload (streams are back to back, so none can overlap another or reach past the end), and
   # the work bound on every chunk, hence on the whole file's declared output.
   chunks = []
-  for height, width, depth, samples, words in entries:
-    chunk = Chunk(height, width, depth, samples, 4 * words)
-    if (min(height, width, depth, samples, words) < 1
-        or max(height, width, depth) > MAX_DIM):
-      fail(f'corrupt chunk table entry {chunk}')  # every stream holds at least one word
+  for height, width, depth, samples, words, methods, adaptive_bytes, raw_bytes in entries:
+    chunk = Chunk(height, width, depth, samples, 4 * words, methods, adaptive_bytes, raw_bytes)
+    # Every stream or segment present holds at least one word or byte (pack writes no others),
+    # and a chunk has a model stream unless a layer is coded otherwise.
+    if (min(height, width, depth, samples) < 1 or max(height, width, depth) > MAX_DIM
+        or not (words or methods)
+        or (METHOD_ADAPTIVE in methods and adaptive_bytes < 1)
+        or (METHOD_RAW in methods and raw_bytes < 1)
+        or len(methods) > depth):
+      fail(f'corrupt chunk table entry {chunk}')
     chunks.append(chunk)
   payload_start = check_at + HEADER_CHECK.size
-  payload_size = sum(chunk.payload_bytes for chunk in chunks)
+  payload_size = sum(chunk.total_bytes for chunk in chunks)
   if len(data) != payload_start + payload_size:
     what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
     fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
@@ -394,11 +494,18 @@ def _parse_v2(data, fail):
                 header_size=payload_start)
 
 
+def chunk_capacity(chunk):
+  """The most code bits a chunk's streams and segments can hold (max_code_bits,
+  max_adaptive_symbols, 8 a byte raw)."""
+  return ((max_code_bits(chunk.payload_bytes) if chunk.payload_bytes else 0)
+          + max_adaptive_symbols(chunk.adaptive_bytes) + 8 * chunk.raw_bytes)
+
+
 def _check_work(chunks, fail):
   for i, chunk in enumerate(chunks):
-    if chunk.code_bits > max_code_bits(chunk.payload_bytes):
+    if chunk.code_bits > chunk_capacity(chunk):
       fail(f'corrupt chunk table: chunk {i} declares {chunk.code_bits} code bits, which cannot '
-           f'come from {chunk.payload_bytes} bytes (at most {max_code_bits(chunk.payload_bytes)})')
+           f'come from {chunk.total_bytes} bytes (at most {chunk_capacity(chunk)})')
 
 
 def _parse_v1(data, fail):
@@ -481,9 +588,18 @@ def verify_decoded(header, decoded, source):
 
 
 def chunk_payloads(data, header):
-  """Yields each chunk's stream bytes (a memoryview into data)."""
+  """Yields each chunk's model stream bytes (a memoryview into data)."""
+  for stream, _, _ in chunk_segments(data, header):
+    yield stream
+
+
+def chunk_segments(data, header):
+  """Yields each chunk's (model stream, adaptive segment, raw segment), memoryviews into data."""
   view = memoryview(data)
   offset = header.header_size
   for chunk in header.chunks:
-    yield view[offset:offset + chunk.payload_bytes]
-    offset += chunk.payload_bytes
+    segments = []
+    for size in (chunk.payload_bytes, chunk.adaptive_bytes, chunk.raw_bytes):
+      segments.append(view[offset:offset + size])
+      offset += size
+    yield tuple(segments)

@@ -23,6 +23,11 @@ A failed round trip (decoded codes differ, or compress / decompress raise) or a 
 tolerance does NOT fail the execution: the pipeline continues, the Pusher skips the push, and the
 run's summary says why. Only unreadable inputs (no split files, no model) fail it.
 
+Two figures side by side: `theoretical_bits_per_bit` is the model's own code length of every bit
+(TFMA's `code_length`), `real_bits_per_bit` the real file, whatever coded each layer: the model's
+stream, or, where the model would cost more, adaptive counts or raw bits (codec/fallback.py;
+`model_code_bits`, `adaptive_code_bits`, `raw_code_bits`, `fallback_fraction` say how much).
+
 The tolerance applies to the range coder's payload, not to the file with its header: the
 header (72 bytes, 24 per chunk, 4 per code for its CRC) is container overhead that depends on
 how many codes one file holds, not on how well the coder realises the model (about 2 % of the
@@ -103,6 +108,12 @@ def check_real_compression(examples_uri, model_uri, output_dir, split='eval', ma
                              if stats.theoretical_bits else 0.0),
         'payload_over_theory': stats.gap,
         'compressed_bytes': stats.file_bytes,
+        # Which method coded how many bits (docs/FORMAT.md version 3: layers the model would
+        # make bigger go to adaptive counts or raw bits, so real_bits_per_bit can be below theory).
+        'model_code_bits': stats.model_code_bits,
+        'adaptive_code_bits': stats.adaptive_code_bits,
+        'raw_code_bits': stats.raw_code_bits,
+        'fallback_fraction': stats.fallback_code_bits / bits if bits else 0.0,
         'encode_samples_per_s': len(codes) / max(time.monotonic() - start, 1e-9),
     })
     start = time.monotonic()

@@ -108,7 +108,8 @@ def _leb128(value):
 
 
 def _v2_file(entries, payload, fingerprint, *, chunk_bits=None, crcs=None, one_code=None,
-             source_format=0, source_layer_depth=0, order=None, channel_causal=False, coder=1,
+             source_format=0, source_layer_depth=0, order=None, channel_causal=False,
+             coder=bitstream.CODER_ID,
              version=2, extra_flags=0, chunk_count=None, seal=True):
   """docs/FORMAT.md's version-2 table, field by field. entries: (height, width, depth, samples,
   payload_words); chunk_bits (packed bits per chunk) gives the true chunk CRCs, crcs forges them
@@ -246,8 +247,8 @@ def test_wrong_magic_and_version(model, packed):
   assert 'wrong magic' in _error(b'PK\x03\x04' + packed[4:], model)
   assert 'wrong magic' in _error(b'', model)
   newer = bytearray(packed)
-  newer[4] = 3
-  assert 'version 3 is not supported (this build reads versions 1, 2)' in _error(bytes(newer), model)
+  newer[4] = 4
+  assert 'version 4 is not supported (this build reads versions 1, 2, 3)' in _error(bytes(newer), model)
   other_coder = bytearray(packed)
   other_coder[5] = 99
   assert 'corrupt header' in _error(bytes(other_coder), model)  # damage: the check fails

@@ -27,6 +27,7 @@ codes are identical bit for bit.
 """
 import dataclasses
 import glob
+import json
 import os
 import sys
 import threading
@@ -69,6 +70,9 @@ def _add_coding_parser(subparsers, name, func, help, description, input_help, ou
   parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
   parser.add_argument('--threads', type=int, default=None,
                       help='worker threads (default: all cores); the output does not depend on it')
+  parser.add_argument('--json', action='store_true',
+                      help='print the sizes as JSON: the coded figure (the real file, fallback '
+                      'layers included) beside the model\'s theoretical figure')
   parser.set_defaults(func=func)
 
 
@@ -115,13 +119,19 @@ def _read_input(path):
   return codes, source_format, layer_depth
 
 
-def _check_fit(codes, files):
+def _check_fit(codes, files, layer_depth=0):
   """Every code fits the model (the codec's own check, trainer.config.code_layers), named by
-  its file and record, before the engine starts."""
+  its file and record, before the engine starts; a .npz's own `layer_depth` that is not the
+  model's is a warning (codes_format.layer_depth_warning)."""
+  from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
   from entropy_coder.trainer.config import model_config_from_dict  # pylint: disable=g-import-not-at-top
   config = model_config_from_dict(files.model_config, files.path)
   for source, code in codes:
     config.coded_depth(code.shape[-1], source, f'the model at {files.path}')
+  warning = codes_format.layer_depth_warning(codes[0][0] if codes else '<input>', layer_depth,
+                                             config.layer_depth, f'the model at {files.path}')
+  if warning:
+    print(warning, file=sys.stderr, flush=True)
 
 
 def _output_format(name, header):
@@ -155,6 +165,37 @@ def _write_output(path, codes, fmt, layer_depth):
   return 'TFRecord'
 
 
+def _show(args, verb, stats, seconds, files=None, wrote=None):
+  """Prints the run's report: JSON with --json, else text, then `wrote` (text lines)."""
+  if args.json:
+    print(json.dumps(_report_fields(verb, stats, seconds, files), indent=2, sort_keys=True))
+  else:
+    print(_report(verb, stats, seconds, files))
+    print('\n'.join(wrote if wrote is not None else [f'wrote {args.output}']))
+
+
+def _report_fields(verb, stats, seconds, files=None):
+  """The report as named numbers: `coded_bits_per_bit` is the real file (every method, header
+  included), `model_theoretical_bits_per_bit` the model's own code length of every bit (what
+  TFMA's code_length reports), 0 when not computed."""
+  fields = {name: getattr(stats, name) for name in (
+      'samples', 'code_bits', 'file_bytes', 'payload_bytes', 'theoretical_bits',
+      'model_code_bits', 'adaptive_code_bits', 'raw_code_bits')}
+  fields.update(
+      verb=verb, seconds=seconds, files=files if files is not None else 1,
+      coded_bits_per_bit=stats.bits_per_bit, coded_payload_bits_per_bit=stats.payload_bits_per_bit,
+      model_theoretical_bits_per_bit=stats.theoretical_bits_per_bit)
+  return fields
+
+
+def _methods_line(stats):
+  """Which share of the bits each method coded (version 3 fallback, docs/FORMAT.md)."""
+  total = max(stats.code_bits, 1)
+  return (f'coded by     model {100.0 * stats.model_code_bits / total:.1f}%, adaptive '
+          f'{100.0 * stats.adaptive_code_bits / total:.1f}%, raw '
+          f'{100.0 * stats.raw_code_bits / total:.1f}% of the bits')
+
+
 def _report(verb, stats, seconds, files=None):
   packed = stats.code_bits / 8.0
   what = (f'{files:,} files ({stats.samples:,} codes)' if files is not None
@@ -164,14 +205,15 @@ def _report(verb, stats, seconds, files=None):
       f'{verb} {what}, {stats.code_bits:,} bits, in {seconds:.2f} s '
       f'({rate}{stats.samples / max(seconds, 1e-9):.1f} codes/s)',
       f'packed bits  {packed:,.0f} bytes (1 bit per bit)',
-      f'compressed   {stats.file_bytes:,} bytes = {stats.bits_per_bit:.5f} bits/bit, '
+      f'compressed   {stats.file_bytes:,} bytes = {stats.bits_per_bit:.5f} bits/bit coded, '
       f'ratio {packed / max(stats.file_bytes, 1):.4f}x (payload {stats.payload_bytes:,} bytes = '
       f'{stats.payload_bits_per_bit:.5f} bits/bit)',
+      _methods_line(stats),
   ]
   if stats.theoretical_bits:
-    lines.append(f'theory       {stats.theoretical_bits / 8:,.1f} bytes = '
-                 f'{stats.theoretical_bits_per_bit:.5f} bits/bit; payload gap '
-                 f'{100.0 * stats.gap:+.3f}%')
+    lines.append(f'model theory {stats.theoretical_bits / 8:,.1f} bytes = '
+                 f'{stats.theoretical_bits_per_bit:.5f} bits/bit (the model alone, every bit); '
+                 f'payload gap {100.0 * stats.gap:+.3f}%')
   return '\n'.join(lines)
 
 
@@ -313,7 +355,7 @@ def run_compress(args):
   with atomic_output(args.output, args.overwrite, '-o') as temp:
     files = model_files.read_model_files(args.model)
     sourced, fmt, layer_depth = _read_input(path)
-    _check_fit(sourced, files)
+    _check_fit(sourced, files, layer_depth)
     codes = [code for _, code in sourced]
     _ready_engine(files)
     progress = _ProgressLine('compress')
@@ -326,8 +368,7 @@ def run_compress(args):
     seconds = time.monotonic() - start
     with open(temp, 'wb') as out:
       out.write(data)
-  print(_report('compressed', stats, seconds))
-  print(f'wrote {args.output}')
+  _show(args, 'compressed', stats, seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,7 +397,7 @@ def _compress_each(args):
   checked = []
   for path, _ in plan:  # every input read and checked against the model before any work
     sourced, fmt, layer_depth = _read_input(path)
-    _check_fit(sourced, files)
+    _check_fit(sourced, files, layer_depth)
     checked.append(_PackedCodes(tuple(code.shape for _, code in sourced),
                                 tuple(np.packbits(code.reshape(-1)).tobytes() for _, code in sourced),
                                 fmt, layer_depth))
@@ -387,10 +428,10 @@ def _compress_each(args):
     progress.close()
   seconds = time.monotonic() - start
   total = _total(all_stats)
-  print(_report('compressed', total, seconds, files=len(plan)))
-  print(f'container    {total.file_bytes - total.payload_bytes:,} bytes beside the payloads '
-        f'({(total.file_bytes - total.payload_bytes) / len(plan):.1f} per file)')
-  print(f'wrote {len(plan):,} files into {directory}')
+  _show(args, 'compressed', total, seconds, len(plan), [
+      f'container    {total.file_bytes - total.payload_bytes:,} bytes beside the payloads '
+      f'({(total.file_bytes - total.payload_bytes) / len(plan):.1f} per file)',
+      f'wrote {len(plan):,} files into {directory}'])
 
 
 # ---- decompress ---------------------------------------------------------------------------------
@@ -433,8 +474,8 @@ def run_decompress(args):
     seconds = time.monotonic() - start
     kind = _write_output(temp, codes, fmt,
                          header.source_layer_depth or files.model_config['layer_depth'])
-  print(_report('decompressed', stats, seconds))
-  print(f'wrote {args.output} ({kind}); all {header.crc_checks} CRC32 check(s) passed')
+  _show(args, 'decompressed', stats, seconds, wrote=[
+      f'wrote {args.output} ({kind}); all {header.crc_checks} CRC32 check(s) passed'])
 
 
 def _decompress_each(args):
@@ -473,5 +514,5 @@ def _decompress_each(args):
   finally:
     progress.close()
   seconds = time.monotonic() - start
-  print(_report('decompressed', _total(all_stats), seconds, files=len(plan)))
-  print(f'wrote {len(plan):,} files into {directory}; all {checks:,} CRC32 checks passed')
+  _show(args, 'decompressed', _total(all_stats), seconds, len(plan), [
+      f'wrote {len(plan):,} files into {directory}; all {checks:,} CRC32 checks passed'])

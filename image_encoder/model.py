@@ -59,8 +59,8 @@ class ResidualCoder(tf.Module):
     # log-gains, starting at sqrt(2) per iteration (about 3 dB of PSNR each).
     self.log_gains = tf.Variable(np.arange(config.iterations, dtype=np.float32) * 0.35,
                                  name='log_gains')
-    self._encode_fn = tf.function(self._encode_graph, reduce_retracing=True)
-    self._decode_fn = tf.function(self._decode_graph, reduce_retracing=True)
+    self._encode_fn = tf.function(self._encode_step, reduce_retracing=True)
+    self._decode_fn = tf.function(self._decode_step, reduce_retracing=True)
 
   @property
   def trainable_variables(self):
@@ -87,48 +87,43 @@ class ResidualCoder(tf.Module):
     errors = tf.stack(errors)
     return tf.reduce_sum(errors), errors
 
-  def _encode_graph(self, pixels):
-    """float [1, H, W, 1] -> (signs float [iterations, 1, h, w, bits], reconstructions float
-    [iterations, 1, H, W, 1] after each iteration)."""
-    residual = pixels
-    reconstruction = tf.zeros_like(pixels)
-    signs, reconstructions = [], []
-    for i in range(self.config.iterations):
-      gain = tf.exp(self.log_gains[i])
-      t = self.encoder(residual * gain, training=False)
-      sign = tf.where(t >= 0.0, 1.0, -1.0)
-      step = self._decoded(sign, i)
-      reconstruction = reconstruction + step
-      residual = residual - step
-      signs.append(sign)
-      reconstructions.append(reconstruction)
-    return tf.stack(signs), tf.stack(reconstructions)
+  def _encode_step(self, residual, iteration):
+    """float [1, H, W, 1] residual -> float signs [1, H/16, W/16, bits] of the iteration."""
+    t = self.encoder(residual * tf.exp(self.log_gains[iteration]), training=False)
+    return tf.where(t >= 0.0, 1.0, -1.0)
 
-  def _decoded(self, sign, iteration):
+  def _decode_step(self, sign, iteration):
+    """float signs [1, h, w, bits] -> the iteration's float [1, 16h, 16w, 1] contribution."""
     return self.decoder(sign, training=False) / tf.exp(self.log_gains[iteration])
-
-  def _decode_graph(self, signs):
-    """float [k, 1, h, w, bits] (k <= iterations) -> reconstructions [k, 1, H, W, 1]."""
-    reconstruction = None
-    reconstructions = []
-    for i in range(signs.shape[0]):
-      step = self._decoded(signs[i], i)
-      reconstruction = step if reconstruction is None else reconstruction + step
-      reconstructions.append(reconstruction)
-    return tf.stack(reconstructions)
 
   def encode(self, pixels):
     """float32 [H, W] in [-0.5, 0.5], H and W multiples of 16 -> (bits uint8
     [iterations, 1, H/16, W/16, bits_per_iteration], float32 [iterations, H, W] reconstructions
-    after each iteration). One picture at a time, so the bits never depend on a batch."""
-    signs, reconstructions = self._encode_fn(tf.constant(pixels[None, :, :, None], tf.float32))
-    return ((signs.numpy() > 0).astype(np.uint8), reconstructions.numpy()[:, 0, :, :, 0])
+    after each iteration). One picture at a time, so the bits never depend on a batch.
+
+    The reconstructions are summed by `_accumulate`, as `decode` sums them: decoding the bits
+    gives these very values."""
+    residual = np.asarray(pixels, np.float32)[None, :, :, None]
+    signs, steps = [], []
+    for i in range(self.config.iterations):
+      sign = self._encode_fn(tf.constant(residual), tf.constant(i))
+      step = self._decode_fn(sign, tf.constant(i)).numpy()
+      residual = residual - step
+      signs.append(sign.numpy())
+      steps.append(step)
+    return (np.stack(signs) > 0).astype(np.uint8), _accumulate(steps)
 
   def decode(self, bits):
     """uint8 [k, 1, h, w, bits_per_iteration] {0,1} (k <= iterations) -> float32 [k, 16h, 16w]
     reconstructions after each of the k iterations."""
-    signs = tf.constant(np.asarray(bits, np.float32) * 2.0 - 1.0)
-    return self._decode_fn(signs).numpy()[:, 0, :, :, 0]
+    signs = np.asarray(bits, np.float32) * 2.0 - 1.0
+    return _accumulate([self._decode_fn(tf.constant(sign), tf.constant(i)).numpy()
+                        for i, sign in enumerate(signs)])
+
+
+def _accumulate(steps):
+  """Per-iteration float32 [1, H, W, 1] contributions -> [k, H, W] running sums (float32)."""
+  return np.cumsum(np.stack(steps)[:, 0, :, :, 0], axis=0, dtype=np.float32)
 
 
 def to_unit(gray_pixels):

@@ -55,7 +55,8 @@ DEMO_TRAIN_CONFIG = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
 class RunSettings:
   """Everything a pipeline run depends on besides paths; the default is the `make run` demo.
 
-  `codes_dir` None -> SyntheticCodeGen(count, code_shape, seed); a directory -> NpzCodeImport.
+  `codes_dir` None -> SyntheticCodeGen(count, code_shape, seed); a directory -> NpzCodeImport;
+  `images_dir` (with `encoder_dir`) -> ImageCodeImport.
   """
   model_config: dict = dataclasses.field(default_factory=lambda: dict(DEMO_MODEL_CONFIG))
   train_config: dict = dataclasses.field(default_factory=lambda: dict(DEMO_TRAIN_CONFIG))
@@ -63,6 +64,10 @@ class RunSettings:
   code_shape: Tuple[int, int, int] = (16, 16, 8)
   seed: int = 0
   codes_dir: Optional[str] = None
+  # A directory of pictures, coded by the image encoder of `encoder_dir` (ImageCodeImport);
+  # `pipeline run --images` trains the default encoder on first use when none is given.
+  images_dir: Optional[str] = None
+  encoder_dir: Optional[str] = None
   train_steps: int = 4000
   # The push gates' bounds (entropy_coder/push_gates.py): the Evaluator's blessing, ...
   max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH
@@ -80,7 +85,8 @@ class RunSettings:
                 seed=self.seed, max_code_length=self.max_code_length,
                 change_tolerance=self.change_tolerance,
                 real_compression_check=self.real_compression_check,
-                max_real_over_theory=self.max_real_over_theory)
+                max_real_over_theory=self.max_real_over_theory,
+                images_dir=_absolute(self.images_dir), encoder_dir=_absolute(self.encoder_dir))
 
   def replace(self, **changes):
     """A copy with the non-None `changes` applied (CLI flags left unset keep the config)."""
@@ -91,13 +97,21 @@ class RunSettings:
     trainer_config.model_config_from_dict(self.model_config, f'{source} model_config')
     trainer_config.train_config_from_dict(self.train_config, f'{source} train_config')
     values = {name: getattr(self, name) for name in _FIELD_CHECKS}
-    if self.codes_dir is None:
-      del values['codes_dir']  # optional
+    for name in ('codes_dir', 'images_dir', 'encoder_dir'):
+      if values[name] is None:
+        del values[name]  # optional
     # The same table-driven check (and messages) as model_config and train_config.
     trainer_config.checked_fields(values, source, dict, _FIELD_CHECKS)
     shape = codes_format.check_shape(self.code_shape, source)
     if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
+    if self.images_dir is not None:
+      if self.codes_dir is not None:
+        raise UserError(f'{source}: give codes_dir or images_dir, not both')
+      if '://' not in self.images_dir and not os.path.isdir(self.images_dir):
+        raise UserError(describe(self.images_dir, 'pictures directory does not exist'))
+    elif self.encoder_dir is not None:
+      raise UserError(f'{source}: encoder_dir is only used with images_dir')
     return dataclasses.replace(self, code_shape=tuple(shape))
 
 
@@ -109,6 +123,8 @@ _FIELD_CHECKS = {
     'train_steps': (int, True, lambda v: v >= 1, 'a positive int'),
     'seed': (int, True, lambda v: v >= 0, 'an int >= 0'),
     'codes_dir': (str, False, lambda v: True, 'a directory path'),
+    'images_dir': (str, False, lambda v: True, 'a directory path'),
+    'encoder_dir': (str, False, lambda v: True, 'a directory path'),
     'max_code_length': (float, True, lambda v: v > 0, 'a positive number'),
     'change_tolerance': (float, True, lambda v: True, 'a number'),
     'real_compression_check': (bool, True, lambda v: True, 'true or false'),
@@ -117,6 +133,11 @@ _FIELD_CHECKS = {
 }
 
 _SETTING_KEYS = {f.name for f in dataclasses.fields(RunSettings)}
+
+
+def _absolute(path):
+  """A local path made absolute (components run with another working directory); URLs kept."""
+  return path if path is None or '://' in path else os.path.abspath(path)
 
 
 def load_settings(path, base=None):

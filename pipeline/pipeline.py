@@ -1,7 +1,8 @@
 """The one DAG of the product; the local and Kubeflow runners only bind paths and orchestrators.
 
 ```
- SyntheticCodeGen | NpzCodeImport ──examples──┬──────────────┬──────────────────┐
+ SyntheticCodeGen | NpzCodeImport | ImageCodeImport
+                                  ──examples──┬──────────────┬──────────────────┐
                                               v              │                  │
                                            Trainer ──model──>│<─────────────────│──┐
                                               │              v                  v  │
@@ -48,6 +49,8 @@ def create_pipeline(
     code_shape: Tuple[int, int, int],
     seed: int,
     codes_dir: Optional[str] = None,
+    images_dir: Optional[str] = None,
+    encoder_dir: Optional[str] = None,
     max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH,
     change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE,
     use_resolver: bool = True,
@@ -63,6 +66,8 @@ def create_pipeline(
   Args:
     codes_dir: None generates `count` synthetic codes of `code_shape` from `seed`; a directory
       of the original's `.npz` codes imports those instead (`seed` still seeds training).
+    images_dir, encoder_dir: a directory of pictures, coded by the trained image encoder in
+      `encoder_dir` (ImageCodeImport), instead of either.
     model_config, train_config: the original's JSON keys, passed to the Trainer's run_fn.
     train_steps: the Trainer's step limit.
     max_code_length: blessing bound on the eval split's code length, bits per bit.
@@ -78,7 +83,10 @@ def create_pipeline(
   """
   from entropy_coder import components  # pylint: disable=g-import-not-at-top
 
-  if codes_dir:
+  if images_dir:
+    from entropy_coder.components import image_code_import  # pylint: disable=g-import-not-at-top
+    example_gen = image_code_import.ImageCodeImport(input_dir=images_dir, encoder_dir=encoder_dir)
+  elif codes_dir:
     example_gen = components.NpzCodeImport(input_dir=codes_dir)
   else:
     example_gen = components.SyntheticCodeGen(count=count, shape=tuple(code_shape), seed=seed)

@@ -107,6 +107,13 @@ def _add_settings_arguments(parser):
   group.add_argument('--train-steps', type=int, help='Trainer step limit')
   group.add_argument('--codes-dir', help="a folder of the original's .npz codes to import instead "
                      'of generating synthetic ones')
+  group.add_argument('--images', metavar='DIR',
+                     help='a folder of pictures to code with the image encoder (ImageCodeImport) '
+                     'instead of synthetic codes; model_config takes its layer_depth (bits per '
+                     'iteration) and layer_count (iterations) from the encoder')
+  group.add_argument('--encoder', metavar='DIR',
+                     help='with --images: a trained image encoder (entropy-coder train-encoder); '
+                     'default for `run`: <pipeline root>/image_encoder, trained on first use')
   group.add_argument('--channel-causal', action='store_true', default=None,
                      help='model extension: a bit also sees the earlier bits of its own pixel')
   group.add_argument('--max-code-length', type=float,
@@ -147,11 +154,33 @@ def settings_from_args(args):
   if args.config:
     settings = configs.load_settings(args.config, settings)
   settings = settings.replace(count=args.count, train_steps=args.train_steps,
-                              codes_dir=args.codes_dir, max_code_length=args.max_code_length,
+                              codes_dir=args.codes_dir, images_dir=args.images,
+                              encoder_dir=args.encoder, max_code_length=args.max_code_length,
                               max_real_over_theory=args.max_real_over_theory)
   if args.channel_causal:
     settings = settings.replace(model_config={**settings.model_config, 'channel_causal': True})
   return settings.checked('pipeline settings')
+
+
+def with_image_encoder(settings, pipeline_root=None):
+  """Settings with `images_dir`: the encoder ready (the default one trained into the pipeline
+  root on first use when `pipeline_root` is given and no encoder is), and model_config's
+  layer_depth / layer_count set to the encoder's bits per iteration / iterations."""
+  if settings.images_dir is None:
+    return settings
+  from entropy_coder.image_encoder import config as encoder_config  # pylint: disable=g-import-not-at-top
+  encoder_dir = settings.encoder_dir
+  if encoder_dir is None:
+    if pipeline_root is None:
+      raise UserError('--images: give --encoder, a trained encoder directory the pipeline\'s '
+                      'containers can read')
+    from entropy_coder.image_encoder import default_encoder  # pylint: disable=g-import-not-at-top
+    encoder_dir = default_encoder.ensure_trained(default_encoder.default_encoder_dir(pipeline_root))
+  config = encoder_config.read_encoder_json(encoder_dir)['config']
+  model_config = dict(settings.model_config, layer_depth=config.bits_per_iteration,
+                      layer_count=config.iterations)
+  return settings.replace(encoder_dir=encoder_dir, model_config=model_config).checked(
+      'pipeline settings')
 
 
 def run(args):
@@ -159,7 +188,10 @@ def run(args):
   from entropy_coder.pipeline import local_runner  # pylint: disable=g-import-not-at-top
   settings = settings_from_args(args)
   _check_pipeline_root(args.pipeline_root)
+  settings = with_image_encoder(settings, args.pipeline_root)
   source = (f'codes from {settings.codes_dir}' if settings.codes_dir else
+            f'pictures from {settings.images_dir} (encoder {settings.encoder_dir})'
+            if settings.images_dir else
             f'{settings.count} synthetic codes {list(settings.code_shape)}')
   print(f'pipeline root {os.path.abspath(args.pipeline_root)}: {source}, '
         f'{settings.train_steps} training steps', file=sys.stderr, flush=True)
@@ -221,7 +253,7 @@ def resources_from_args(args):
 def compile_(args):
   from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
-  settings = settings_from_args(args)
+  settings = with_image_encoder(settings_from_args(args))
   resources = resources_from_args(args)
   output_files.check_output_file(args.output, overwrite=True, flag='--output')
   path = kubeflow_runner.compile_pipeline(args.output, settings, image=args.image,
@@ -250,7 +282,7 @@ def submit(args):
     if not package:
       directory = stack.enter_context(tempfile.TemporaryDirectory())
       package = kubeflow_runner.compile_pipeline(
-          os.path.join(directory, 'pipeline.yaml'), settings_from_args(args),
+          os.path.join(directory, 'pipeline.yaml'), with_image_encoder(settings_from_args(args)),
           image=args.image, pipeline_root=args.pipeline_root,
           resources=resources_from_args(args))
     run_id, url = kfp_submit.submit(

@@ -73,6 +73,13 @@ def _parse():
                       help='instead: one file per image, this many one-code files of mixed shapes')
   parser.add_argument('--per-process', type=int, default=20,
                       help='with --images: files timed with one process each')
+  parser.add_argument('--large', action='store_true',
+                      help='instead: one large code per case (LARGE_CASES), the wavefront '
+                      'schedule against the raster one')
+  parser.add_argument('--large-cases', nargs='*', default=None,
+                      help='with --large: only the cases whose name contains one of these')
+  parser.add_argument('--raster-repeats', type=int, default=1,
+                      help='with --large: timed runs of the raster baseline')
   return parser.parse_args()
 
 
@@ -93,6 +100,8 @@ def main():
   args = _parse()
   if args.images:
     return _images_main(args)
+  if args.large:
+    return _large_main(args)
   with tempfile.TemporaryDirectory() as model_dir:
     weights = dict(np.load(args.weights, allow_pickle=False))
     model_files.write_model_files(model_dir, weights, {'layer_depth': 2, 'layer_count': 8})
@@ -466,6 +475,119 @@ def _images_table(r):
       f'{100 * (8 * r["file_bytes"] / (8 * r["theory_bytes"]) - 1):+.2f}% over theory (version 1 '
       f'{100 * (r["v1_file_bytes"] / r["theory_bytes"] - 1):+.2f}%).',
   ])
+
+
+# ---- one large code: the wavefront schedule (coder 2) against the raster one (coder 1) -----------
+
+# (name, (H, W, D), layer_depth, channel_causal, weights): 'random' = random weights of the
+# model's shapes (seeded; speed does not depend on the weights' values), 'reference' = the
+# reference weights (layer_depth 2, 8 layers).
+LARGE_CASES = (
+    ('512x512x8, layer_depth 1, 8 layers', (512, 512, 8), 1, False, 'random'),
+    ('32x48x512, layer_depth 32, 16 layers', (32, 48, 512), 32, False, 'random'),
+    ('256x256x8, layer_depth 8, 1 layer, channel-causal', (256, 256, 8), 8, True, 'random'),
+    ('32x48x256, layer_depth 32, 8 layers, channel-causal', (32, 48, 256), 32, True, 'random'),
+    ('256x256x16, layer_depth 2, 8 layers (reference weights)', (256, 256, 16), 2, False,
+     'reference'),
+)
+
+
+def _random_network(layer_depth, layers, causal, seed):
+  """A Network with seeded random weights of the model's shapes (channel_ar masked)."""
+  from entropy_coder.trainer import config as model_config  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import spec  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  config = model_config.ModelConfig(layer_depth=layer_depth, layer_count=layers,
+                                    channel_causal=causal)
+  weights = {name: rng.normal(0, 0.3, shape).astype(np.float32)
+             for name, shape in spec.weight_shapes(config).items()}
+  files = model_files.ModelFiles(weights=weights, fingerprint='0' * 64, path='<random>',
+                                 model_config={'layer_depth': layer_depth, 'layer_count': layers,
+                                               'coded_layer_count': 0, 'channel_causal': causal})
+  return engine_weights.build_network(files)
+
+
+def _engine_run(net, codes, coder_id, repeats):
+  """Encode then decode one batch with the engine and the range coder, as codec.api does per
+  chunk -> (encode wall, encode CPU, decode wall, decode CPU, stream bytes), best of repeats."""
+  batch, height, width, depth = codes.shape
+  layers = depth // net.layer_depth
+
+  def encode():
+    encoder = range_coder.StreamEncoder()
+    engine.ChunkCoder(net, batch, height, width, layers, coder_id).encode(
+        codes, lambda k, p, q, bits: encoder.encode(bits, q))
+    return encoder.finish()
+
+  enc_wall, enc_cpu, stream = _best(encode, repeats)
+
+  def decode():
+    decoder = range_coder.StreamDecoder(stream, 'bench')
+    decoded = engine.ChunkCoder(net, batch, height, width, layers, coder_id).decode(
+        decoder.decode, lambda *args: None)
+    decoder.check_consumed()
+    return decoded
+
+  dec_wall, dec_cpu, decoded = _best(decode, repeats)
+  assert np.array_equal(decoded, codes), 'round trip failed'
+  return enc_wall, enc_cpu, dec_wall, dec_cpu, stream
+
+
+def _large_main(args):
+  """One code per case, coder 1 (today's raster schedule, the baseline) and coder 2 (wavefront)
+  in the same run; `--raster-repeats` runs of the (slow) baseline, `--repeats` of the rest."""
+  rows = []
+  for name, shape, layer_depth, causal, weights in LARGE_CASES:
+    if args.large_cases and not any(part in name for part in args.large_cases):
+      continue
+    layers = shape[2] // layer_depth
+    if weights == 'reference':
+      with tempfile.TemporaryDirectory() as model_dir:
+        model_files.write_model_files(model_dir, dict(np.load(args.weights, allow_pickle=False)),
+                                      {'layer_depth': 2, 'layer_count': 8})
+        net = engine_weights.build_network(model_files.read_model_files(model_dir))
+    else:
+      net = _random_network(layer_depth, layers, causal, args.seed)
+    rng = np.random.default_rng(args.seed)
+    codes = (rng.random((1,) + shape) < 0.3).astype(np.uint8)
+    tiny = codes[:, :5, :9]
+    for coder_id in (bitstream.CODER_RASTER, bitstream.CODER_WAVEFRONT):  # numba cache loaded
+      _engine_run(net, tiny, coder_id, 1)
+    row = {'case': name, 'shape': list(shape), 'code_bits': codes.size,
+           'weights': weights}
+    for coder_id, label, repeats in ((bitstream.CODER_RASTER, 'raster', args.raster_repeats),
+                                     (bitstream.CODER_WAVEFRONT, 'wavefront', args.repeats)):
+      enc_wall, enc_cpu, dec_wall, dec_cpu, stream = _engine_run(net, codes, coder_id, repeats)
+      row.update({f'{label}_encode_s': enc_wall, f'{label}_encode_cpu_s': enc_cpu,
+                  f'{label}_decode_s': dec_wall, f'{label}_decode_cpu_s': dec_cpu,
+                  f'{label}_stream_bytes': len(stream)})
+      print(f'{name}: {label} encode {enc_wall:.2f} s, decode {dec_wall:.2f} s', file=sys.stderr)
+    rows.append(row)
+  results = {'cases': rows, 'repeats': args.repeats, 'raster_repeats': args.raster_repeats,
+             'load_average_1min': os.getloadavg()[0]}
+  print(_large_table(results))
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+def _large_table(r):
+  mbit = lambda bits, seconds: f'{bits / seconds / 1e6:.2f}'  # pylint: disable=unnecessary-lambda-assignment
+  out = [f'One code per case, 1 thread, engine + range coder as codec.api runs a chunk; '
+         f'wavefront best of {r["repeats"]}, raster best of {r["raster_repeats"]}; 1-min load '
+         f'average at the end {r["load_average_1min"]:.2f}.', '',
+         '| code | decode Mbit/s: raster (coder 1) / wavefront (coder 2) | decode speed-up | '
+         'encode Mbit/s: raster / wavefront | encode speed-up | stream bytes: raster / wavefront |',
+         '|---|---|---|---|---|---|']
+  for c in r['cases']:
+    bits = c['code_bits']
+    out.append(
+        f'| {c["case"]} | {mbit(bits, c["raster_decode_s"])} / **{mbit(bits, c["wavefront_decode_s"])}** '
+        f'| {c["raster_decode_s"] / c["wavefront_decode_s"]:.1f}x '
+        f'| {mbit(bits, c["raster_encode_s"])} / {mbit(bits, c["wavefront_encode_s"])} '
+        f'| {c["raster_encode_s"] / c["wavefront_encode_s"]:.1f}x '
+        f'| {c["raster_stream_bytes"]:,} / {c["wavefront_stream_bytes"]:,} |')
+  return '\n'.join(out)
 
 
 if __name__ == '__main__':

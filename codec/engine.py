@@ -69,7 +69,8 @@ class PixelWeights(typing.NamedTuple):
   """
   w7: np.ndarray   # [L, 24, cd, h]  brnn/adaptation0_masked7x7 kernel, live taps (_DY7, _DX7)
   b7: np.ndarray   # [L, h]          its bias
-  win: np.ndarray  # [L, 2, 2h, 4h]  brnn/row_lstm/input_conv on a = (a0 | a1), taps _INPUT_DX
+  win: np.ndarray  # [L, 2, 2, h, 4h] brnn/row_lstm/input_conv: [k, 0] on a0, [k, 1] on a1
+                   #                 (a = (a0 | a1)), each [taps _INPUT_DX, h, 4h]
   wh: np.ndarray   # [L, 3, h, 4h]   brnn/row_lstm/hidden_conv on h of the row above, _HIDDEN_DX
   bl: np.ndarray   # [L, 4h]         brnn/row_lstm/bias (gates in spec.GATES order)
   wa: np.ndarray   # [L, h, h]       brnn/out1x1_a kernel
@@ -80,7 +81,11 @@ class PixelWeights(typing.NamedTuple):
   @classmethod
   def of(cls, net):
     """-> the plain tuple of a float32 Network's pixel-step weights."""
-    return tuple(cls(**{name: getattr(net, name) for name in cls._fields}))
+    fields = {name: getattr(net, name) for name in cls._fields}
+    layers, taps, channels, gates = net.win.shape
+    fields['win'] = np.ascontiguousarray(net.win.reshape(
+        layers, taps, 2, channels // 2, gates).transpose(0, 2, 1, 3, 4))
+    return tuple(cls(**fields))
 
 
 class StateWeights(typing.NamedTuple):
@@ -171,11 +176,21 @@ def _set_bias(acc, bias):
 def _accumulate(acc, src, w):
   """acc [n, B] += src [m, B] times w [m, n], adding the m inputs in order i = 0, 1, ...: the
   summation order of every output of the engine (which loop nest runs it does not matter)."""
-  for i in range(w.shape[0]):
+  inputs, outputs, lanes = w.shape[0], w.shape[1], acc.shape[1]
+  # Four inputs per pass over acc (one load and store of acc per four products): the adds stay
+  # in input order, ((acc + r0 w0) + r1 w1) + ..., the same IEEE operations as one at a time.
+  full = inputs - inputs % 4
+  for i in range(0, full, 4):
+    r0, r1, r2, r3 = src[i], src[i + 1], src[i + 2], src[i + 3]
+    for o in range(outputs):
+      w0, w1, w2, w3 = w[i, o], w[i + 1, o], w[i + 2, o], w[i + 3, o]
+      for b in range(lanes):
+        acc[o, b] = (((acc[o, b] + r0[b] * w0) + r1[b] * w1) + r2[b] * w2) + r3[b] * w3
+  for i in range(full, inputs):
     row = src[i]
-    for o in range(w.shape[1]):
+    for o in range(outputs):
       wv = w[i, o]
-      for b in range(acc.shape[1]):
+      for b in range(lanes):
         acc[o, b] += row[b] * wv
 
 
@@ -282,23 +297,158 @@ def coding_order_bits(src, channel0, channels, pixels, starts, causal, out):
 def layer_a1(s, w3, b3, k, a1):
   """a1 = T(conv3x3(s_k) + b) [H, W, h, B]: the state's half of the row LSTM input.
   w3 [L, 9, cd, h], b3 [L, h]: brnn/adaptation1_conv3x3, kernel as `taps3x3`."""
-  height, width = s.shape[0], s.shape[1]
+  height, width, cd, batch = s.shape
+  block = max(1, LANES // batch)
+  if block == 1:
+    for y in range(height):
+      for x in range(width):
+        _conv_tanh(a1[y, x], b3[k], s, 0, y, x, height, _DY3, _DX3, w3[k])
+    return
+  hd = a1.shape[2]
+  row = _row_pixels(width)
   for y in range(height):
-    for x in range(width):
-      _conv_tanh(a1[y, x], b3[k], s, 0, y, x, height, _DY3, _DX3, w3[k])
+    row[:, 0] = y
+    for x0 in range(0, width, block):
+      n = min(block, width - x0)
+      g = np.empty((9 * cd, n * batch), dtype=np.float32)
+      v = np.empty((hd, n * batch), dtype=np.float32)
+      _gather(g, 0, s, 0, cd, row, x0, n, _DY3, _DX3, height)
+      _dense_tanh(v, b3[k], g, w3[k].reshape(9 * cd, hd))
+      _scatter(a1, v, row, x0, n)
+
+
+@numba.njit(inline='always', **_JIT)
+def _gather(dst, row0, img, c0, channels, pixels, p0, n, dys, dxs, height):
+  """dst[row0 + t*channels + c, p*B + b] = img[y + dys[t], x + dxs[t], c0 + c, b] for the n
+  pixels (y, x) = pixels[p0 + p] (lanes: pixel, then sample), 0 outside the height x W image:
+  a conv's inputs for many pixels at once, taps in order, then channels (the conv's summation
+  order, so `_accumulate` on them adds exactly what `_conv_tanh` adds, but for the sign of a
+  zero sum: a tap outside adds 0 * w instead of nothing)."""
+  width, batch = img.shape[1], img.shape[3]
+  for p in range(n):
+    y, x = pixels[p0 + p, 0], pixels[p0 + p, 1]
+    for t in range(dys.shape[0]):
+      yy, xx = y + dys[t], x + dxs[t]
+      inside = 0 <= yy < height and 0 <= xx < width
+      for c in range(channels):
+        row = dst[row0 + t * channels + c]
+        if inside:
+          for b in range(batch):
+            row[p * batch + b] = img[yy, xx, c0 + c, b]
+        else:
+          for b in range(batch):
+            row[p * batch + b] = ZERO
+
+
+@numba.njit(inline='always', **_JIT)
+def _scatter(img, src, pixels, p0, n):
+  """img[y, x, :, b] = src[:, p*B + b] for the n pixels (y, x) = pixels[p0 + p]."""
+  batch = img.shape[3]
+  for p in range(n):
+    y, x = pixels[p0 + p, 0], pixels[p0 + p, 1]
+    for c in range(src.shape[0]):
+      for b in range(batch):
+        img[y, x, c, b] = src[c, p * batch + b]
+
+
+# Lanes (pixels x samples) that `wave_step` and the state kernels compute together when a batch
+# has fewer samples: a step's pixels are gathered in blocks of LANES // B.
+LANES = 64
+_ZERO_DY2 = np.zeros(2, np.int64)
+_UP_DY3 = np.full(3, -1, np.int64)
+_UP_DY1 = np.full(1, -1, np.int64)
+_ZERO_D1 = np.zeros(1, np.int64)
+
+
+@numba.njit(inline='always', **_JIT)
+def _pixel(xs, k, y, x, weights, buffers, t0, heads, out_p, out_q, o0, z):
+  """One pixel (y, x) for the B samples (lanes = samples): `wave_step`'s order."""
+  w7, b7, win, wh, bl, wa, ba, wb, bb = weights
+  a1, a0, hbuf, cbuf, _ = buffers
+  height, batch = xs.shape[0], xs.shape[3]
+  cd, hd = w7.shape[2], w7.shape[3]
+  # a0 = T(masked 7x7 over the bits before (y, x)): its live taps only.
+  _conv_tanh(a0[y, x], b7[k], xs, k * cd, y, x, height, _DY7, _DX7, w7[k])
+  _set_bias(z, bl[k])
+  _row_taps(z, a1[y], x, _INPUT_DX, win[k, 1])
+  if y > 0:
+    _row_taps(z, hbuf[y - 1], x, _HIDDEN_DX, wh[k])
+  _row_taps(z, a0[y], x, _INPUT_DX, win[k, 0])
+  _lstm_cell(z, cbuf[y - 1 if y > 0 else 0, x], y > 0, cbuf[y, x], hbuf[y, x])
+  _set_bias(t0, ba[k])
+  _accumulate(t0, hbuf[y, x], wa[k])
+  if heads:
+    t = z[:hd]  # z is free again: scratch
+    _set(t, t0)
+    _tanh_rows(t)
+    pre = z[hd:hd + cd]
+    _dense_tanh(pre, bb[k], t, wb[k])
+    for ch in range(cd):
+      o = o0 + ch * batch
+      _quantize(pre[ch], out_p[o:o + batch], out_q[o:o + batch])
+
+
+@numba.njit(inline='always', **_JIT)
+def _pixels_gathered(xs, k, pixels, p0, n, lo, weights, buffers, heads, out_p, out_q):
+  """pixels[p0:p0+n] of one step together (lanes = pixel, sample): each lane computes exactly
+  `_pixel`'s sums (`_gather`), so the probabilities are the same bits."""
+  w7, b7, win, wh, bl, wa, ba, wb, bb = weights
+  a1, a0, hbuf, cbuf, t0buf = buffers
+  height, batch = xs.shape[0], xs.shape[3]
+  cd, hd = w7.shape[2], w7.shape[3]
+  gates = bl.shape[1]
+  lanes = n * batch
+  taps7 = _DY7.shape[0]
+  g7 = np.empty((taps7 * cd, lanes), dtype=np.float32)
+  g2 = np.empty((2 * hd, lanes), dtype=np.float32)
+  g3 = np.empty((3 * hd, lanes), dtype=np.float32)
+  v = np.empty((hd, lanes), dtype=np.float32)   # a0, then c_prev, then t0
+  z = np.empty((gates, lanes), dtype=np.float32)
+  c = np.empty((hd, lanes), dtype=np.float32)
+  h = np.empty((hd, lanes), dtype=np.float32)
+  _gather(g7, 0, xs, k * cd, cd, pixels, p0, n, _DY7, _DX7, height)
+  _dense_tanh(v, b7[k], g7, w7[k].reshape(taps7 * cd, hd))
+  _scatter(a0, v, pixels, p0, n)
+  _set_bias(z, bl[k])
+  _gather(g2, 0, a1, 0, hd, pixels, p0, n, _ZERO_DY2, _INPUT_DX, height)
+  _accumulate(z, g2, win[k, 1].reshape(2 * hd, gates))
+  _gather(g3, 0, hbuf, 0, hd, pixels, p0, n, _UP_DY3, _HIDDEN_DX, height)
+  _accumulate(z, g3, wh[k].reshape(3 * hd, gates))
+  _gather(g2, 0, a0, 0, hd, pixels, p0, n, _ZERO_DY2, _INPUT_DX, height)
+  _accumulate(z, g2, win[k, 0].reshape(2 * hd, gates))
+  _gather(v, 0, cbuf, 0, hd, pixels, p0, n, _UP_DY1, _ZERO_D1, height)  # 0 on row 0
+  _lstm_cell(z, v, True, c, h)
+  _scatter(cbuf, c, pixels, p0, n)
+  _scatter(hbuf, h, pixels, p0, n)
+  _set_bias(v, ba[k])
+  _accumulate(v, h, wa[k])
+  for p in range(n):
+    for i in range(hd):
+      for b in range(batch):
+        t0buf[p0 - lo + p, i, b] = v[i, p * batch + b]
+  if heads:
+    _tanh_rows(v)
+    pre = z[:cd]  # z is free again: scratch
+    _dense_tanh(pre, bb[k], v, wb[k])
+    for p in range(n):
+      for ch in range(cd):
+        o = ((p0 + p) * cd + ch) * batch
+        _quantize(pre[ch, p * batch:(p + 1) * batch], out_p[o:o + batch], out_q[o:o + batch])
 
 
 @numba.njit(**_JIT)
 def wave_step(xs, k, pixels, lo, hi, put_bits_, put_lo, put_hi, put_c0, put_n, weights, buffers,
               heads, out_p, out_q):
   """Advances the row LSTM of layer k to the pixels pixels[lo:hi] of one step (independent of
-  each other: codec/schedule.py) for every sample of the batch, one pixel after the other.
+  each other: codec/schedule.py) for every sample of the batch.
 
   First writes the previous step's decoded bits. Per pixel (y, x), in this fixed order:
   z = bias + input_conv taps on a1[y, x-1..x] + hidden_conv taps on h[y-1, x-1..x+1]
   + input_conv taps on a0[y, x-1..x] (a0[y, x] computed first, from the bits before (y, x));
   the LSTM cell with c[y-1, x]; t0 (out1x1_a's pre-activation) into buffers.t0buf[p - lo];
-  if `heads`, the probabilities of the pixel's cd channels into out_p / out_q.
+  if `heads`, the probabilities of the pixel's cd channels into out_p / out_q. With B >= LANES
+  samples (or one pixel) pixel after pixel, lanes = samples (`_pixel`); else LANES // B pixels
+  at a time, lanes = (pixel, sample) (`_pixels_gathered`): the same sums either way.
 
   Args:
     xs: int8 [H, W, L*cd, B], the code as +-1, 0 where not decoded yet; layer k is channels
@@ -311,36 +461,21 @@ def wave_step(xs, k, pixels, lo, hi, put_bits_, put_lo, put_hi, put_c0, put_n, w
     out_p, out_q: float64 [H*W*cd*B], unquantised and quantised P(1) in coding order: pixel p's
       channel ch at ((p*cd) + ch)*B (p counted in coding order).
   """
-  w7, b7, win, wh, bl, wa, ba, wb, bb = weights
-  a1, a0, hbuf, cbuf, t0buf = buffers
-  height, batch = xs.shape[0], xs.shape[3]
-  cd, hd = w7.shape[2], w7.shape[3]
-  base = k * cd
-  z = np.empty((bl.shape[1], batch), dtype=np.float32)
+  batch = xs.shape[3]
+  cd = weights[0].shape[2]
   if put_hi > put_lo:
-    _put_bits(xs, base + put_c0, put_n, pixels, put_lo, put_hi, put_bits_)
-  for p in range(lo, hi):
-    y, x = pixels[p, 0], pixels[p, 1]
-    # a0 = T(masked 7x7 over the bits before (y, x)): its live taps only.
-    _conv_tanh(a0[y, x], b7[k], xs, base, y, x, height, _DY7, _DX7, w7[k])
-    _set_bias(z, bl[k])
-    _row_taps(z, a1[y], x, _INPUT_DX, win[k][:, hd:])
-    if y > 0:
-      _row_taps(z, hbuf[y - 1], x, _HIDDEN_DX, wh[k])
-    _row_taps(z, a0[y], x, _INPUT_DX, win[k][:, :hd])
-    _lstm_cell(z, cbuf[y - 1 if y > 0 else 0, x], y > 0, cbuf[y, x], hbuf[y, x])
-    t0 = t0buf[p - lo]
-    _set_bias(t0, ba[k])
-    _accumulate(t0, hbuf[y, x], wa[k])
-    if heads:
-      t = z[:hd]  # z is free again: scratch
-      _set(t, t0)
-      _tanh_rows(t)
-      pre = z[hd:hd + cd]
-      _dense_tanh(pre, bb[k], t, wb[k])
-      for ch in range(cd):
-        o = (p * cd + ch) * batch
-        _quantize(pre[ch], out_p[o:o + batch], out_q[o:o + batch])
+    _put_bits(xs, k * cd + put_c0, put_n, pixels, put_lo, put_hi, put_bits_)
+  block = max(1, LANES // batch)
+  if block == 1 or hi - lo == 1:
+    z = np.empty((weights[4].shape[1], batch), dtype=np.float32)
+    t0buf = buffers[4]
+    for p in range(lo, hi):
+      _pixel(xs, k, pixels[p, 0], pixels[p, 1], weights, buffers, t0buf[p - lo], heads, out_p,
+             out_q, p * cd * batch, z)
+  else:
+    for p0 in range(lo, hi, block):
+      _pixels_gathered(xs, k, pixels, p0, min(block, hi - p0), lo, weights, buffers, heads,
+                       out_p, out_q)
 
 
 @numba.njit(**_JIT)
@@ -377,6 +512,60 @@ def _state_u_row(xs, base, y, sak, sabk, ring):
     _conv_tanh(ring[y % 3, x], sabk, xs, base, y, x, height, _DY3, _DX3, sak)
 
 
+@numba.njit(inline='always', **_JIT)
+def _row_pixels(width):
+  """int64 [W, 2]: the pixels (y, x) of a row, y to be filled in."""
+  row = np.zeros((width, 2), dtype=np.int64)
+  for x in range(width):
+    row[x, 1] = x
+  return row
+
+
+@numba.njit(inline='always', **_JIT)
+def _next_state_gathered(xs, k, state_weights, rnn_h, rnn_c, s, block):
+  """`next_state` with lanes = (pixel of a row, sample), block pixels at a time: the same sums
+  (`_gather`)."""
+  sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb = state_weights
+  height, width, _, batch = xs.shape
+  cd, hd = sa.shape[2], sa.shape[3]
+  f32 = np.float32
+  u = np.empty((height, width, hd, batch), dtype=f32)
+  row = _row_pixels(width)
+  for y in range(height):
+    row[:, 0] = y
+    for x0 in range(0, width, block):
+      n = min(block, width - x0)
+      g = np.empty((9 * cd, n * batch), dtype=f32)
+      ul = np.empty((hd, n * batch), dtype=f32)
+      _gather(g, 0, xs, k * cd, cd, row, x0, n, _DY3, _DX3, height)
+      _dense_tanh(ul, sab[k], g, sa[k].reshape(9 * cd, hd))
+      _scatter(u, ul, row, x0, n)
+  for y in range(height):
+    row[:, 0] = y
+    for x0 in range(0, width, block):
+      n = min(block, width - x0)
+      m = n * batch
+      g = np.empty((9 * hd, m), dtype=f32)
+      v = np.empty((cd, m), dtype=f32)
+      z = np.empty((rb.shape[0], m), dtype=f32)
+      hl = np.empty((hd, m), dtype=f32)
+      cl = np.empty((hd, m), dtype=f32)
+      t = np.empty((hd, m), dtype=f32)
+      _gather(g, 0, u, 0, hd, row, x0, n, _DY3, _DX3, height)
+      _dense_tanh(v, sbb[k], g, sb[k].reshape(9 * hd, cd))
+      _gather(hl, 0, rnn_h, 0, hd, row, x0, n, _ZERO_D1, _ZERO_D1, height)
+      _gather(cl, 0, rnn_c, 0, hd, row, x0, n, _ZERO_D1, _ZERO_D1, height)
+      _set_bias(z, rb)
+      _accumulate(z, v, rin)
+      _accumulate(z, hl, rh)
+      _lstm_cell(z, cl, True, cl, hl)
+      _scatter(rnn_h, hl, row, x0, n)
+      _scatter(rnn_c, cl, row, x0, n)
+      _dense_tanh(t, rab, hl, ra)
+      _dense_tanh(v, rbb, t, rbw)
+      _scatter(s, v, row, x0, n)
+
+
 @numba.njit(**_JIT)
 def next_state(xs, k, state_weights, rnn_h, rnn_c, s):
   """s_{k+1} [H, W, cd, B] from the finished layer k; updates layer_rnn (h, c) in place.
@@ -387,6 +576,9 @@ def next_state(xs, k, state_weights, rnn_h, rnn_c, s):
   sa, sab, sb, sbb, rin, rh, rb, ra, rab, rbw, rbb = state_weights
   height, width, _, batch = xs.shape
   cd, hd = sa.shape[2], sa.shape[3]
+  if batch < LANES:  # too few samples to fill the lanes: the pixels of a row share them
+    _next_state_gathered(xs, k, state_weights, rnn_h, rnn_c, s, LANES // batch)
+    return
   base = k * cd
   ring = np.empty((3, width, hd, batch), dtype=np.float32)
   v = np.empty((cd, batch), dtype=np.float32)

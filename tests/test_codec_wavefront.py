@@ -156,6 +156,19 @@ def test_wavefront_decode_is_bit_exact_against_the_raster_schedule(net, kind):
   assert len(np.unique(raster[0])) > 10
 
 
+@pytest.mark.parametrize('causal', [False, True])
+def test_lanes_of_pixels_compute_what_lanes_of_samples_do(net, causal):
+  """With fewer than engine.LANES samples the engine fills its lanes with several pixels of a
+  step (and of a row, for the state); with LANES samples, with samples only: the same bits."""
+  model = _causal(net) if causal else net
+  codes = _codes((5, 11), 6, engine.LANES, seed=11)
+  for coder_id in (bitstream.CODER_RASTER, bitstream.CODER_WAVEFRONT):
+    full = engine.engine_probabilities(model, codes, coder_id)
+    for i in (0, engine.LANES - 1):
+      alone = engine.engine_probabilities(model, codes[i:i + 1], coder_id)
+      assert all(np.array_equal(a[i:i + 1], b) for a, b in zip(full, alone)), (coder_id, i)
+
+
 def test_coding_order_is_the_schedule_with_the_sample_innermost(net):
   """layer_done's arrays reshape(-1, B): column b is code b alone, in the schedule's order."""
   codes = _codes((5, 9), 4, 3, seed=5)

@@ -31,6 +31,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from entropy_coder.trainer import spec
+from entropy_coder.trainer import static_forward
 from entropy_coder.trainer.config import ModelConfig
 from entropy_coder.trainer.spec import parameter_count  # noqa: F401 (re-exported)
 
@@ -63,16 +64,11 @@ def _grouped_conv(inputs, kernels, mask=None):
   """
   shape = tf.shape(kernels)
   layers, kh, kw, cin, cout = (shape[i] for i in range(5))
-  static_kh, static_kw = kernels.shape[1], kernels.shape[2]
-  cy, cx = static_kh // 2, static_kw // 2
-  rows, cols = (slice(0, static_kh), slice(0, static_kw))
+  rows, cols, spatial = spec.mask_crop(np.ones(kernels.shape[1:3]) if mask is None else mask)
   if mask is not None:
-    kept_rows, kept_cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    rows = slice(int(kept_rows[0]), int(kept_rows[-1]) + 1)
-    cols = slice(int(kept_cols[0]), int(kept_cols[-1]) + 1)
     kernels = kernels[:, rows, cols]
     kh, kw = rows.stop - rows.start, cols.stop - cols.start
-  padding = [[0, 0], [cy - rows.start, rows.stop - 1 - cy], [cx - cols.start, cols.stop - 1 - cx], [0, 0]]
+  padding = [[0, 0]] + spatial + [[0, 0]]
   block = tf.einsum('lhwio,lm->hwlimo', kernels, tf.eye(layers, dtype=kernels.dtype))
   block = tf.reshape(block, [kh, kw, layers * cin, layers * cout])
   return tf.nn.conv2d(inputs, block, strides=1, padding=padding)
@@ -95,6 +91,9 @@ class ProgressiveModel(keras.Model):
       self._named[name] = self.add_weight(
           name=name, shape=weight.shape, dtype=tf.float32, trainable=True,
           initializer=_initializer(weight.init, None if seed is None else seed * 1000 + index))
+    # Codes of static H x W x D (training batches, eager calls) take trainer/static_forward.py,
+    # the same function in plain ops; others, or all with False, the tf.scan path below.
+    self.unrolled = True
     self._masks = {name: tf.constant(mask.reshape(mask.shape + (1,) * (len(shape) - mask.ndim))
                                      if mask.ndim == 2 else mask)
                    for name, (shape, _, mask) in self._specs.items() if mask is not None}
@@ -147,6 +146,8 @@ class ProgressiveModel(keras.Model):
     config = self.config
     cd, h = config.layer_depth, config.hidden_depth
     x = tf.convert_to_tensor(codes_pm1, tf.float32)
+    if self.unrolled and x.shape.rank == 4 and None not in x.shape[1:]:
+      return static_forward.forward(self, x)
     shape = tf.shape(x)
     batch, height, width, depth = shape[0], shape[1], shape[2], shape[3]
     layers = config.coded_depth_tensor(depth) // cd
@@ -171,11 +172,20 @@ class ProgressiveModel(keras.Model):
                       stack('brnn/row_lstm/input_conv/kernel'), spec.ROW_INPUT_MASK),
         [batch, height, width, layers, len(spec.GATES) * h]) + stack('brnn/row_lstm/bias')
     rows_h = self._row_lstm(z_input, stack('brnn/row_lstm/hidden_conv/kernel'))
+    return self.head(rows_h, x_layers, stack)
+
+  def head(self, rows_h, x_layers, stack):
+    """The row LSTM's h [B, H, W, L, h] -> P(bit = 1) [B, H, W, L*cd]: out1x1_a, then out1x1_b
+    or, channel_causal, the per-channel head on the pixel's own bits x_layers [B, H, W, L, cd];
+    `stack(suffix)` is `_stacked` for the L layers."""
+    shape = tf.shape(rows_h)
+    batch, height, width, layers = shape[0], shape[1], shape[2], shape[3]
+    cd = self.config.layer_depth
     pre_a = (tf.einsum('bhwli,lio->bhwlo', rows_h, stack('brnn/out1x1_a/kernel')[:, 0, 0])
              + stack('brnn/out1x1_a/bias'))
     kernel_b = stack('brnn/out1x1_b/kernel')[:, 0, 0]  # [L, h, cd]
     bias_b = stack('brnn/out1x1_b/bias')
-    if config.channel_causal:
+    if self.config.channel_causal:
       # Channel c's hidden units see the pixel's own bits j < c (mask keeps [j, c] for j < c).
       pre_a = pre_a[..., None, :] + tf.einsum(
           'bhwlj,ljco->bhwlco', x_layers, stack('brnn/channel_ar/kernel'))

@@ -93,6 +93,19 @@ def live_kernel(kernel, mask):
   return kernel[np.asarray(mask) != 0]
 
 
+def mask_crop(mask):
+  """A [kh, kw] mask's bounding box of live taps and the 'SAME'-equivalent padding of the
+  cropped kernel: -> (rows slice, cols slice, [[top, bottom], [left, right]]). A convolution
+  with kernel[rows, cols] and this padding equals the full masked one, and hidden rows and
+  columns cost nothing (a strict 7x7 raster mask leaves a 4x7 kernel)."""
+  kernel_height, kernel_width = np.shape(mask)
+  cy, cx = kernel_height // 2, kernel_width // 2
+  kept_rows, kept_cols = np.nonzero(np.any(mask, axis=1))[0], np.nonzero(np.any(mask, axis=0))[0]
+  rows = slice(int(kept_rows[0]), int(kept_rows[-1]) + 1)
+  cols = slice(int(kept_cols[0]), int(kept_cols[-1]) + 1)
+  return rows, cols, [[cy - rows.start, rows.stop - 1 - cy], [cx - cols.start, cols.stop - 1 - cx]]
+
+
 TAPS_7X7 = live_taps(ADAPTATION0_MASK)     # (dy, dx) of adaptation0's 24 live taps
 ROW_INPUT_TAPS = live_taps(ROW_INPUT_MASK)  # ((0, -1), (0, 0))
 

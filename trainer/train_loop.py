@@ -305,7 +305,11 @@ class Trainer:
 
     def replica_step(bits):
       loss, grads = loss_and_gradients(bits)
-      self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+      # The weights of layers a code does not have get no gradient (trainer/static_forward.py
+      # uses only the code's layers) and no update, as with a zero gradient and zero moments.
+      self.optimizer.apply_gradients([(grad, variable) for grad, variable
+                                      in zip(grads, self.model.trainable_variables)
+                                      if grad is not None])
       return loss
 
     @tf.function(autograph=False)

@@ -178,6 +178,7 @@ def test_saved_model_figures_of_a_mixed_batch_are_those_of_each_code_alone(train
           one['code_length_bits'].numpy()[0], rel=1e-6)
 
 
+@pytest.mark.e2e
 def test_cli_imports_trains_measures_and_round_trips_mixed_shapes(tmp_path, capsys):
   codes_dir, examples = tmp_path / 'npz', str(tmp_path / 'examples')
   os.makedirs(codes_dir)

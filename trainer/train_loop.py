@@ -365,10 +365,11 @@ class Trainer:
     if eval_every < 0:
       raise UserError(f'eval_every must be 0 (only at the end) or positive, got {eval_every}')
     # Everything that can be wrong with the data is found now, not after training.
-    check_data(self.model_config, train_patterns, eval_patterns, self.model_source)
+    shapes = check_data(self.model_config, train_patterns, eval_patterns, self.model_source)
     start_step = self.restore()
     train_config = self.train_config
-    dataset, described = training_dataset(train_patterns, train_config, self.seed, start_step)
+    dataset, described = training_dataset(train_patterns, train_config, self.seed, start_step,
+                                          shapes)
     distributed = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
     writer = (tf.summary.create_file_writer(os.path.join(self.train_dir, LOG_SUBDIR))
               if self.is_chief else tf.summary.create_noop_writer())
@@ -452,14 +453,18 @@ def check_data(model_config, train_patterns, eval_patterns=None, model_source='t
   return train_shapes
 
 
-def training_dataset(patterns, train_config, seed, skip_batches=0):
+def training_dataset(patterns, train_config, seed, skip_batches=0, shapes=None):
   """The endless, seeded training batches and a phrase saying what they hold.
 
   Whole codes when the data has one shape and `crop` does not cut it (the original's case);
   otherwise per-epoch tilings (data.training_tiles) that cover every bit of every code each
-  epoch. `skip_batches` continues a resumed run where it stopped.
+  epoch. `skip_batches` continues a resumed run where it stopped. `shapes`: every record's
+  shape when check_data just read them (saves a second pass over the records).
   """
-  shapes, files, packed, compression = data.code_shapes(patterns)
+  if shapes is None:
+    shapes = data.code_shapes(patterns)[0]
+  files = data.list_files(patterns)
+  _, packed, compression = data.first_code(files)
   tile = data.tile_size(shapes, train_config.crop)
   if tile is None:
     dataset, shape = data.code_dataset(files, train_config.batch_size, shuffle_seed=seed,

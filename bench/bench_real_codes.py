@@ -10,7 +10,8 @@ What one run does (all in this process, so the numbers belong together):
    bit planes of the gray picture, and the 16 successive-approximation bits of its 8x8 block
    means;
 3. per run of RUNS (a kind and a model config): trains `train_loop.Trainer.fit` for `--steps` on
-   the training pictures' whole codes, each its own size, in tiles of TILES (train_config
+   the training pictures' whole codes (and those of their flips, transposes and, for successive
+   approximation, half-block shifts: `training_variants`), each its own size, in tiles of TILES (train_config
    `crop`, seams moved every epoch), evaluating the validation code at full size; writes
    the best evaluation's model files, and compresses each TEST code at full size into its own
    one-code `.nec` file with `codec.api.compress_with_stats`: its bytes are the real figure,
@@ -50,7 +51,7 @@ TEST = ('flower', 'mri_s1045')
 # kind -> the training tile side, train_config `crop` (in the codes' own pixels: 1 per picture
 # pixel for bit planes, 1 per 8x8 block for successive approximation). The Trainer cuts each
 # whole training code into tiles with seams that move every epoch (trainer/data.py).
-TILES = {'bit_planes': 32, 'successive_approximation': 16}
+TILES = {'bit_planes': 32, 'successive_approximation': 16, 'neural': 16}
 
 JPEGXL_EFFORT = 10  # libjxl's strongest (imagecodecs clamps larger values to it)
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
@@ -68,7 +69,7 @@ def _run(label, kind, model, **train):
   return {'label': label, 'kind': kind, 'model': model, 'train': dict(BASE_TRAIN, **train)}
 
 
-BP, SA = 'bit_planes', 'successive_approximation'
+BP, SA, NEURAL = 'bit_planes', 'successive_approximation', 'neural'
 RUNS = (
     _run('bp ld1 L8', BP, {'layer_depth': 1, 'layer_count': 8}),
     _run('bp ld1 L8 h16', BP, {'layer_depth': 1, 'layer_count': 8, 'hidden_depth': 16}),
@@ -80,23 +81,35 @@ RUNS = (
     _run('sa ld2 L8', SA, {'layer_depth': 2, 'layer_count': 8}),
     _run('sa ld2 L8 cc h16', SA, {'layer_depth': 2, 'layer_count': 8, 'channel_causal': True,
                                   'hidden_depth': 16}),
-    _run('sa ld1 L16 h16 wd1e-4', SA, {'layer_depth': 1, 'layer_count': 16, 'hidden_depth': 16},
+    # All 16 bits of a block as one channel-causal layer: each bit sees the higher bits of its
+    # block and every bit of the blocks before it, as a predictive image coder does.
+    _run('sa ld16 cc', SA, {'layer_depth': 16, 'layer_count': 1, 'channel_causal': True}),
+    _run('sa ld16 cc h64', SA, {'layer_depth': 16, 'layer_count': 1, 'channel_causal': True,
+                                'hidden_depth': 64}),
+    _run('sa ld16 cc wd1e-4', SA, {'layer_depth': 16, 'layer_count': 1, 'channel_causal': True},
          weight_decay=1e-4),
-    _run('sa ld1 L16 h16 wd1e-3', SA, {'layer_depth': 1, 'layer_count': 16, 'hidden_depth': 16},
+    _run('sa ld16 cc wd1e-3', SA, {'layer_depth': 16, 'layer_count': 1, 'channel_causal': True},
          weight_decay=1e-3),
 )
-# The default run (about 15 minutes on 2 shared cores); `--runs all` adds the others.
-DEFAULT_RUNS = ('bp ld1 L8', 'bp ld8 cc', 'bp ld8 cc h32', 'sa ld1 L16', 'sa ld1 L16 h16',
-                'sa ld2 L8', 'sa ld1 L16 h16 wd1e-3')
-QUICK_RUNS = ('bp ld8 cc', 'sa ld1 L16')
+# The default run (about 15 minutes on 2 cores); `--runs all` adds the slow ones (a wide LSTM
+# over 8 or 16 sequential layers trains at a few samples/s here) and the other capacities.
+DEFAULT_RUNS = ('bp ld1 L8', 'bp ld8 cc', 'bp ld8 cc h32', 'sa ld1 L16', 'sa ld2 L8',
+                'sa ld16 cc', 'sa ld16 cc wd1e-3')
+QUICK_RUNS = ('bp ld8 cc', 'sa ld16 cc')
 
 
 def _parse():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=300, help='training steps per run')
   parser.add_argument('--eval-every', type=int, default=50, help='validation every N steps')
-  parser.add_argument('--runs', nargs='+', help='labels of RUNS to do, or "all" (default: '
+  parser.add_argument('--runs', nargs='+', help='labels of RUNS to do, "all", or "neural" (the '
+                      '--encoder runs alone) (default: '
                       f'{list(DEFAULT_RUNS)}); all runs: {[r["label"] for r in RUNS]}')
+  parser.add_argument('--encoder', metavar='DIR',
+                      help='also the codes of this trained image encoder (`entropy-coder '
+                      'train-encoder`): the "neural" kind, with bits per pixel per iteration')
+  parser.add_argument('--no-augment', action='store_true',
+                      help='train on the TRAIN pictures only, without their flips and shifts')
   parser.add_argument('--verify', action='store_true',
                       help='also decompress every file and check it gives its code back')
   parser.add_argument('--quick', action='store_true',
@@ -125,9 +138,46 @@ def pictures(quick=False):
   return result
 
 
-def codes_of(kind, grays):
+def code_maker(kind, encoder=None):
+  """gray picture -> its code of `kind` (NEURAL: the trained image encoder `encoder`)."""
+  if kind == NEURAL:
+    from entropy_coder.image_encoder import api  # pylint: disable=g-import-not-at-top
+    return lambda gray: api.encode_image(gray, encoder)
   from entropy_coder.data_gen import image_codes  # pylint: disable=g-import-not-at-top
-  return {name: image_codes.code_of(kind, gray) for name, gray in grays.items()}
+  return lambda gray: image_codes.code_of(kind, gray)
+
+
+def codes_of(make, grays):
+  return {name: make(gray) for name, gray in grays.items()}
+
+
+def neural_runs(encoder):
+  """The runs of the NEURAL kind: one layer per encoder iteration, with and without
+  channel_causal."""
+  from entropy_coder.image_encoder import api  # pylint: disable=g-import-not-at-top
+  config = api.load_encoder(encoder).config
+  depth, layers = config.bits_per_iteration, config.iterations
+  return [_run(f'neural ld{depth} L{layers}{suffix}', NEURAL,
+               dict({'layer_depth': depth, 'layer_count': layers}, **extra))
+          for suffix, extra in (('', {}), (' cc', {'channel_causal': True}))]
+
+
+def neural_iterations(encoder, grays, model, api_module):
+  """Per TEST picture and iteration k: bits per pixel of the original picture before (the
+  raw code of k iterations) and after entropy coding (its one-code .nec file), and PSNR."""
+  from entropy_coder.image_encoder import api  # pylint: disable=g-import-not-at-top
+  layer_depth = api.load_encoder(encoder).config.bits_per_iteration
+  rows = []
+  for name in TEST:
+    encoded = api.encode(grays[name], encoder)
+    pixels = grays[name].size
+    for k in range(1, encoded.code.shape[-1] // layer_depth + 1):
+      part = np.ascontiguousarray(encoded.code[..., :k * layer_depth])
+      data = api_module.compress_with_stats([part], model, theory=False)[0]
+      rows.append({'picture': name, 'iterations': k, 'raw_bpp': part.size / pixels,
+                   'coded_bpp': 8 * len(data) / pixels,
+                   'psnr_db': api.psnr(grays[name], encoded.reconstructions[k - 1])})
+  return rows
 
 
 def _write_tfrecord(path, codes):
@@ -139,11 +189,31 @@ def _write_tfrecord(path, codes):
   return path
 
 
-def training_files(kind, codes, data_dir):
-  """(train TFRecord, validation TFRecord): the pictures' whole codes, each its own size."""
-  return tuple(_write_tfrecord(os.path.join(data_dir, f'{kind}_{split}.tfrecord.gz'),
-                               [codes[name] for name in names])
-               for split, names in (('train', TRAIN), ('validation', VALIDATION)))
+def training_variants(kind, gray):
+  """More training codes from one TRAIN picture: its 8 flips and transposes (the dihedral
+  group: a picture's statistics hardly depend on its orientation, a causal model's contexts
+  do), and for successive approximation also the 8x8 block grid shifted by half a block
+  ((0, 0), (0, 4), (4, 0), (4, 4) pixels), which gives other block means.
+  -> list of uint8 gray pictures."""
+  offsets = ((0, 0), (0, 4), (4, 0), (4, 4)) if kind == SA else ((0, 0),)  # NEURAL: as BP
+  variants = []
+  for dy, dx in offsets:
+    shifted = gray[dy:, dx:]
+    for turned in (shifted, shifted.T):
+      variants += [turned, turned[::-1], turned[:, ::-1], turned[::-1, ::-1]]
+  return [np.ascontiguousarray(v) for v in variants]
+
+
+def training_files(kind, make, grays, codes, data_dir, augment=True):
+  """(train TFRecord, validation TFRecord, training code count): whole codes, each its own
+  size; the TRAIN pictures' `training_variants` unless `augment` is False."""
+  train = ([make(variant) for name in TRAIN
+            for variant in training_variants(kind, grays[name])] if augment
+           else [codes[name] for name in TRAIN])
+  return (_write_tfrecord(os.path.join(data_dir, f'{kind}_train.tfrecord.gz'), train),
+          _write_tfrecord(os.path.join(data_dir, f'{kind}_validation.tfrecord.gz'),
+                          [codes[name] for name in VALIDATION]),
+          len(train))
 
 
 # ---- the classical coders ------------------------------------------------------------------------
@@ -207,7 +277,7 @@ def classical(kind, grays, codes):
     add('adaptive order-0 (ideal)', name, adaptive_order0_bits(code))
     if kind == BP:
       add('JPEG XL lossless (gray)', name, 8 * _jpegxl_bytes(grays[name]))
-    else:
+    elif kind == SA:
       q = image_codes.code_integers(code)
       add('JPEG XL lossless (16-bit q)', name, 8 * _jpegxl_bytes(q))
       add('JPEG XL lossless (14-bit sum)', name,
@@ -218,7 +288,8 @@ def classical(kind, grays, codes):
 # ---- the entropy coder ---------------------------------------------------------------------------
 
 
-def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, verify):
+def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, verify, grays=None,
+                       encoder=None):
   from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.codec import api  # pylint: disable=g-import-not-at-top
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -227,7 +298,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
   model_config = config_lib.model_config_from_dict(run['model'], run['label'])
   train_config = config_lib.train_config_from_dict(dict(run['train'], crop=TILES[run['kind']]),
                                                    run['label'])
-  train_file, validation_file = files
+  train_file, validation_file, _ = files
   run_dir = tempfile.mkdtemp(prefix='run_', dir=work_dir)
   trainer = train_loop.Trainer(model_config, train_config, run_dir, seed=seed, xla=False)
   start = time.perf_counter()
@@ -258,6 +329,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
     theory_bits += stats.theoretical_bits
     code_bits += stats.code_bits
   codec_seconds = time.perf_counter() - start
+  iterations = (neural_iterations(encoder, grays, model, api) if run['kind'] == NEURAL else None)
   best = trainer.best
   return {
       'label': run['label'], 'kind': run['kind'], 'model_config': model_config.to_dict(),
@@ -272,7 +344,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
       'real_bits_per_bit': file_bits / code_bits, 'theory_bits_per_bit': theory_bits / code_bits,
       'model_only_real_bits_per_bit': model_only_bits / code_bits,
       'per_picture': per_picture, 'train_seconds': train_seconds,
-      'codec_seconds_compress_and_decompress': codec_seconds,
+      'codec_seconds': codec_seconds, 'neural_iterations': iterations,
   }
 
 
@@ -282,7 +354,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
 def table(results):
   """Markdown: per kind, the entropy coder's runs (real and theory) and the classical coders."""
   lines = []
-  for kind in (BP, SA):
+  for kind in (BP, SA, NEURAL):
     if kind not in results['classical']:
       continue
     code_bits = results['test_code_bits'][kind]
@@ -299,6 +371,15 @@ def table(results):
     for coder, (bits, _) in results['classical'][kind].items():
       lines.append(f'| {coder} | {bits / code_bits:.4f} | | | | |')
     lines.append('')
+  for run in results['runs']:
+    if run.get('neural_iterations'):
+      lines += [f'**{run["label"]}**: bits per pixel of the original picture, per iteration', '',
+                '| picture | iterations | PSNR dB | raw code bpp | coded bpp (.nec) |',
+                '|---|---|---|---|---|']
+      lines += [f'| {row["picture"]} | {row["iterations"]} | {row["psnr_db"]:.2f} | '
+                f'{row["raw_bpp"]:.4f} | {row["coded_bpp"]:.4f} |'
+                for row in run['neural_iterations']]
+      lines.append('')
   return '\n'.join(lines)
 
 
@@ -306,7 +387,7 @@ def plot(results, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  kinds = [kind for kind in (BP, SA) if kind in results['classical']]
+  kinds = [kind for kind in (BP, SA, NEURAL) if kind in results['classical']]
   fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 5), squeeze=False)
   for ax, kind in zip(axes[0], kinds):
     code_bits = results['test_code_bits'][kind]
@@ -351,10 +432,10 @@ def main():
 
 
 def measure(args):
-  wanted = (QUICK_RUNS if args.quick else DEFAULT_RUNS if not args.runs
+  wanted = (QUICK_RUNS if args.quick and not args.runs else DEFAULT_RUNS if not args.runs
             else [run['label'] for run in RUNS] if args.runs == ['all'] else args.runs)
   runs = [run for run in RUNS if run['label'] in wanted]
-  if len(runs) != len(wanted):
+  if len(runs) != len([label for label in wanted if not label.startswith('neural')]):
     raise SystemExit(f'unknown --runs; the runs are {[r["label"] for r in RUNS]}')
   steps = 20 if args.quick else args.steps
   eval_every = 10 if args.quick else args.eval_every
@@ -366,28 +447,41 @@ def measure(args):
              'split': {'train': TRAIN, 'validation': VALIDATION, 'test': TEST},
              'shapes': {name: list(gray.shape) for name, gray in grays.items()},
              'tiles': TILES, 'steps': steps, 'eval_every': eval_every, 'seed': args.seed,
+             'augment': not args.no_augment, 'training_codes': {},
              'classical': {}, 'test_code_bits': {}, 'runs': []}
-  for kind in (BP, SA):
+  if args.encoder:
+    runs += [run for run in neural_runs(args.encoder) if not args.runs or run['label'] in args.runs
+             or 'neural' in args.runs]
+  for kind in (SA, BP, NEURAL):  # the cheaper kind first
     kind_runs = [run for run in runs if run['kind'] == kind]
     if not kind_runs:
       continue
-    codes = codes_of(kind, grays)
+    make = code_maker(kind, args.encoder)
+    codes = codes_of(make, grays)
     results['test_code_bits'][kind] = int(sum(codes[name].size for name in TEST))
     start = time.perf_counter()
     results['classical'][kind] = classical(kind, grays, codes)
     _log(f'{kind}: classical coders in {time.perf_counter() - start:.1f} s')
-    files = training_files(kind, codes, work_dir)
+    files = training_files(kind, make, grays, codes, work_dir, augment=not args.no_augment)
+    results['training_codes'][kind] = files[2]
     for run in kind_runs:
       outcome = train_and_compress(run, codes, files, steps, eval_every, args.seed, work_dir,
-                                   args.verify)
+                                   args.verify, grays, args.encoder)
       _log(f'{run["label"]}: real {outcome["real_bits_per_bit"]:.4f}, theory '
            f'{outcome["theory_bits_per_bit"]:.4f} bits/bit (train {outcome["train_seconds"]:.0f} s)')
       results['runs'].append(outcome)
+      results['wall_seconds'] = time.perf_counter() - wall
+      _save(results, args.out)  # after every run: a long run's finished part survives
   results['wall_seconds'] = time.perf_counter() - wall
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=1, default=str)
+  _save(results, args.out)
   return results
+
+
+def _save(results, path):
+  if path:
+    with open(path + '.tmp', 'w') as f:
+      json.dump(results, f, indent=1, default=str)
+    os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':

@@ -59,6 +59,7 @@ class CodingStats:
   model_code_bits: int = 0
   adaptive_code_bits: int = 0
   raw_code_bits: int = 0
+  coded_ideal_bits: float = 0.0   # codec/fallback.ideal_bits of the methods used (0: not computed)
 
   @property
   def fallback_code_bits(self):
@@ -79,8 +80,10 @@ class CodingStats:
 
   @property
   def gap(self):
-    """Relative excess of the real payload over the theoretical code length."""
-    return 8.0 * self.payload_bytes / self.theoretical_bits - 1.0 if self.theoretical_bits else 0.0
+    """Relative excess of the real payload over the ideal code length of what was coded
+    (`coded_ideal_bits`: the model's theoretical bits where every layer is MODEL; the adaptive
+    coder's own cost and 1 a bit for fallback layers), i.e. what the coders lose."""
+    return 8.0 * self.payload_bytes / self.coded_ideal_bits - 1.0 if self.coded_ideal_bits else 0.0
 
 
 _NETWORK = [None, None]  # the last (ModelFiles, Network): one model serves many files in a row
@@ -164,19 +167,25 @@ def _encode_chunk(net, codes, progress, with_theory, fallback=True, coder_id=bit
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
   costs = fallback_.LayerCosts(codes, cd, fallback)
-  theory = [0.0]
 
   def layer_done(k, out_p, out_q, layer_bits):
     # The symbols in the decoder's (coding) order, as layer_done hands them.
-    costs.model_layer(k, layer_bits, out_q.reshape(-1))
-    if with_theory:
-      theory[0] += _code_length(layer_bits, out_p)
+    costs.model_layer(k, layer_bits, out_q.reshape(-1),
+                      _code_length(layer_bits, out_p) if with_theory else 0.0)
     progress.add(layer_bits.size)
 
   decoded = ChunkCoder(net, batch, height, width, depth // cd, coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
-  return costs.choose(), theory[0]
+  return _chosen(costs, with_theory)
+
+
+def _chosen(costs, with_theory):
+  """A stream's LayerCosts -> ((methods, segments), (theoretical bits, coded ideal bits)), the
+  figures 0.0 without theory."""
+  methods, segments = costs.choose()
+  figures = (sum(costs.model_ideal), costs.ideal_bits(methods)) if with_theory else (0.0, 0.0)
+  return (methods, segments), figures
 
 
 @numba.njit(nogil=True, cache=True)
@@ -196,23 +205,27 @@ def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id)
   layers = chunk.depth // cd
   if len(known) == layers and not with_theory:  # nothing left for the model
     progress.add(chunk.code_bits)
-    return np.concatenate([known[k] for k in range(layers)], axis=3), 0.0
+    return np.concatenate([known[k] for k in range(layers)], axis=3), (0.0, 0.0)
   decoder = StreamDecoder(segments[0], source)
   row_bits = chunk.width * cd * chunk.samples
-  theory = [0.0]
+  theory = np.zeros(layers)
 
   def row_done(k, y):
     progress.add(row_bits)
 
   def layer_done(k, out_p, out_q, layer_bits):
     if with_theory:
-      theory[0] += _code_length(layer_bits, out_p)
+      theory[k] = _code_length(layer_bits, out_p)
 
   codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
                      chunk.depth // cd, coder_id).decode(decoder.decode, layer_done, row_done, known)
   if chunk.payload_bytes:
     decoder.check_consumed()
-  return codes, theory[0]
+  if not with_theory:
+    return codes, (0.0, 0.0)
+  coded = fallback_.ideal_bits([chunk.method_of(k) for k in range(layers)], theory,
+                               lambda k: fallback_.layer_blocks(codes, cd, k))
+  return codes, (sum(theory), coded)
 
 
 def _run_parallel(jobs, threads):
@@ -284,8 +297,9 @@ def _pack(net, checked, plan, results, source_format, source_layer_depth, format
     data = bitstream.pack(dict(fields, source_layer_depth=stored), chunks, sample_index,
                           [bits for _, _, bits in results], payloads, format_version)
   stats = CodingStats(samples=len(checked), code_bits=sum(code.size for code in checked),
-                      theoretical_bits=sum(ideal for _, ideal, _ in results),
+                      theoretical_bits=sum(ideal for _, (ideal, _), _ in results),
                       payload_bytes=sum(len(payload) for payload in payloads), file_bytes=len(data),
+                      coded_ideal_bits=sum(coded for _, (_, coded), _ in results),
                       **_method_stats(method_bits))
   return data, stats
 
@@ -362,8 +376,9 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
       codes[header.sample_index[position]] = code
       position += 1
   stats = CodingStats(samples=header.sample_count, code_bits=sum(code.size for code in codes),
-                      theoretical_bits=sum(ideal for _, ideal in results),
+                      theoretical_bits=sum(ideal for _, (ideal, _) in results),
                       payload_bytes=header.payload_size, file_bytes=len(data),
+                      coded_ideal_bits=sum(coded for _, (_, coded) in results),
                       **_method_stats(_header_method_bits(header, net.layer_depth)))
   return codes, stats, header
 
@@ -391,22 +406,21 @@ def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstrea
   _encode_chunk writes for that code alone."""
   batch = codes.shape[0]
   costs = [fallback_.LayerCosts(codes[b:b + 1], net.layer_depth, fallback) for b in range(batch)]
-  theory = [0.0] * batch
 
   def layer_done(k, out_p, out_q, layer_bits):
     # [H*W, cd, B] in coding order: column b is code b's symbols in its own stream's order.
     bits, q, p = (a.reshape(-1, batch) for a in (layer_bits, out_q, out_p))
     for b, cost in enumerate(costs):
-      cost.model_layer(k, np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(q[:, b]))
-      if with_theory:
-        theory[b] += _code_length(np.ascontiguousarray(bits[:, b]), np.ascontiguousarray(p[:, b]))
+      column = np.ascontiguousarray(bits[:, b])
+      cost.model_layer(k, column, np.ascontiguousarray(q[:, b]),
+                       _code_length(column, np.ascontiguousarray(p[:, b])) if with_theory else 0.0)
 
   _, height, width, depth = codes.shape
   decoded = ChunkCoder(net, batch, height, width, depth // net.layer_depth,
                        coder_id).encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
-  return [(cost.choose(), ideal) for cost, ideal in zip(costs, theory)]
+  return [_chosen(cost, with_theory) for cost in costs]
 
 
 def _decode_separately(net, chunk_shape, payloads, sources, with_theory):
@@ -573,7 +587,7 @@ def decompress_each(items, model_files, threads=None, theory=True):
       code = chunk_codes[0]
       yield [code], CodingStats(samples=1, code_bits=code.size, theoretical_bits=ideal,
                                 payload_bytes=header.payload_size, file_bytes=len(data),
-                                model_code_bits=code.size), header
+                                model_code_bits=code.size, coded_ideal_bits=ideal), header
 
 
 def _chunk_shape(header):

@@ -56,10 +56,14 @@ class LayerCosts:
     self.fallback = fallback
     self._model = [None] * self.layers       # (bits uint8, q uint16 * 2^-16), coding order
     self.model_bits = np.zeros(self.layers)
+    self.model_ideal = np.zeros(self.layers)
+    self._adaptive_bits = None
 
-  def model_layer(self, k, bits, q):
-    """Layer k's symbols in the model stream's order: bits {0,1} and coded P(1) on the grid."""
+  def model_layer(self, k, bits, q, ideal=0.0):
+    """Layer k's symbols in the model stream's order: bits {0,1} and coded P(1) on the grid;
+    ideal: the model's unquantised code length of the layer (for `ideal_bits`)."""
     self.model_bits[k] = coded_cost(np.ascontiguousarray(bits), np.ascontiguousarray(q))
+    self.model_ideal[k] = ideal
     if self.fallback:
       self._model[k] = (np.asarray(bits, np.uint8), np.rint(np.asarray(q) * bitstream.PROB_ONE).astype(np.uint16))
     else:
@@ -90,11 +94,10 @@ class LayerCosts:
     if not self.fallback:
       methods = (METHOD_MODEL,) * self.layers
       return methods, self._segments(methods)
-    costs = np.stack([
-        self.model_bits,
-        [adaptive.costs(layer_blocks(self.codes, self.layer_depth, k)).sum()
-         for k in range(self.layers)],
-        np.full(self.layers, float(self.codes[..., :self.layer_depth].size))])
+    self._adaptive_bits = np.array([adaptive.costs(layer_blocks(self.codes, self.layer_depth, k)).sum()
+                                    for k in range(self.layers)])
+    costs = np.stack([self.model_bits, self._adaptive_bits,
+                      np.full(self.layers, float(self.codes[..., :self.layer_depth].size))])
     candidates = []
     for subset in CANDIDATE_SETS:
       allowed = np.array(subset)
@@ -108,6 +111,27 @@ class LayerCosts:
       if best is None or size < best[0]:
         best = (size, methods, segments)
     return best[1], best[2]
+
+  def ideal_bits(self, methods):
+    """The ideal code length of what `methods` code (after `choose`): ideal_bits."""
+    return ideal_bits(methods, self.model_ideal,
+                      lambda k: layer_blocks(self.codes, self.layer_depth, k))
+
+
+def ideal_bits(methods, model_ideal, blocks_of):
+  """What the payload would cost with ideal streams: per layer the model's unquantised code
+  length (MODEL; model_ideal[k]), the adaptive coder's own (ADAPTIVE), 1 a bit (RAW).
+  blocks_of(k): layer k as uint8 [B, H*W, cd]. The payload's excess over it is the coders'
+  termination and rounding only (CodingStats.gap)."""
+  total = 0.0
+  for k, method in enumerate(methods):
+    if method == METHOD_MODEL:
+      total += model_ideal[k]
+    elif method == METHOD_ADAPTIVE:
+      total += adaptive.costs(blocks_of(k)).sum()
+    else:
+      total += blocks_of(k).size
+  return total
 
 
 def table_bytes(methods, segments):

@@ -106,7 +106,7 @@ def check_real_compression(examples_uri, model_uri, output_dir, split='eval', ma
         'theoretical_bits_per_bit': stats.theoretical_bits_per_bit,
         'real_over_theory': (8.0 * stats.file_bytes / stats.theoretical_bits
                              if stats.theoretical_bits else 0.0),
-        'payload_over_theory': stats.gap,
+        'payload_over_theory': stats.gap,  # over the ideal of the methods used (CodingStats.gap)
         'compressed_bytes': stats.file_bytes,
         # Which method coded how many bits (docs/FORMAT.md version 3: layers the model would
         # make bigger go to adaptive counts or raw bits, so real_bits_per_bit can be below theory).
@@ -132,7 +132,7 @@ def check_real_compression(examples_uri, model_uri, output_dir, split='eval', ma
   if not reason and not codes:
     reason = f'nothing verified: the "{split}" split holds no codes'
   if not reason and stats.gap > max_real_over_theory:
-    reason = (f'real payload {100 * stats.gap:.2f} % above the model\'s code length, more than '
+    reason = (f'real payload {100 * stats.gap:.2f} % above the ideal code length of its coders, more than '
               f'max_real_over_theory {max_real_over_theory:g} allows')
   report['blessed'] = not reason
   report['reason'] = reason

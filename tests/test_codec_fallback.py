@@ -81,6 +81,8 @@ def test_pure_noise_is_never_bigger_than_raw(model, shape, count):
   assert stats.theoretical_bits_per_bit > 1.1  # the model is worse than raw on these
   assert stats.file_bytes <= raw_bytes + OVERHEAD_BYTES, (stats, raw_bytes)
   assert stats.model_code_bits == 0 and stats.fallback_code_bits == stats.code_bits
+  # The payload gap is the coders' loss against the ideal of the methods used, never negative.
+  assert 0 <= stats.gap < 0.01 and stats.coded_ideal_bits < stats.theoretical_bits
   _round_trips(data, model, codes)
 
 
@@ -92,6 +94,7 @@ def test_biased_noise_costs_at_most_its_adaptive_order0_cost(model, shape, count
   assert stats.file_bytes <= kt_bytes + OVERHEAD_BYTES, (stats, kt_bytes)
   assert stats.file_bytes < 0.9 * stats.code_bits / 8 < stats.theoretical_bits / 8
   assert stats.adaptive_code_bits > 0
+  assert 0 < stats.gap < 0.02 and stats.coded_ideal_bits < stats.code_bits
   _round_trips(data, model, codes)
 
 
@@ -106,6 +109,7 @@ def test_codes_the_model_predicts_well_keep_the_models_stream(model):
   assert v3[header.header_size:] == v2[header_v2.header_size:]  # the same streams
   assert len(v3) == len(v2)                                     # no method fields
   assert stats.model_code_bits == stats.code_bits and stats.fallback_code_bits == 0
+  assert stats.coded_ideal_bits == stats.theoretical_bits and stats.gap > 0
   one = codes[-1:]
   assert len(codec.compress(one, model)) == len(codec.compress(one, model, format_version=2))
 
@@ -138,6 +142,8 @@ def test_every_method_mix_round_trips(model, count):
   _round_trips(data, model, codes)
   restored, decoded, _ = codec.decompress_with_stats(data, model)
   assert decoded.theoretical_bits == pytest.approx(stats.theoretical_bits, rel=1e-12)
+  assert decoded.coded_ideal_bits == pytest.approx(stats.coded_ideal_bits, rel=1e-12)
+  assert decoded.gap == pytest.approx(stats.gap, rel=1e-9) and stats.gap > 0
   assert (decoded.model_code_bits, decoded.raw_code_bits) == (2 * layer_bits, layer_bits)
   # No model layer: decoded without the engine unless the model's figure is asked for.
   noise = [_noise(9, (7, 9, 4))]

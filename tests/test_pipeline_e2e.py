@@ -298,6 +298,10 @@ def test_cli_run_whose_real_size_misses_the_tolerance_is_blessed_by_tfma_but_not
   assert evaluation.pushed_model_uri is None
 
   out = captured.out
+  shown = evaluation.metrics
+  assert f'code length        {shown["code_length"]:.4f} bits/bit on the eval split (pooled: ' in out
+  assert (f'per code mean      {shown["code_length_per_code_mean"]:.4f} bits/bit (each code '
+          'weighing the same)') in out
   assert 'blessed            yes' in out
   assert f'round trip         NOT BLESSED: {real["reason"]}' in out
   assert f'pushed model       none (round trip not blessed: {real["reason"]})' in out

@@ -219,9 +219,12 @@ def summary(evaluation, paths):
   from entropy_coder.commands import metrics as metrics_command  # pylint: disable=g-import-not-at-top
   code_length = evaluation.metrics.get('code_length')
   ratio = evaluation.metrics.get('compression_ratio')
+  per_code = evaluation.metrics.get('code_length_per_code_mean')
   lines = [
-      f'code length        {code_length:.4f} bits/bit on the eval split'
-      if code_length is not None else 'code length        (not computed)',
+      f'code length        {code_length:.4f} bits/bit on the eval split (pooled: total bits / '
+      'total code bits)' if code_length is not None else 'code length        (not computed)',
+      f'per code mean      {per_code:.4f} bits/bit (each code weighing the same)'
+      if per_code is not None else '',
       f'compression ratio  {ratio:.4f}' if ratio is not None else '',
       ('floor              ' + metrics_command.format_floor(evaluation)
        if metrics_command.format_floor(evaluation) else ''),

@@ -34,6 +34,7 @@ from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from entropy_coder.components import index_splits
+from entropy_coder.components import npz_code_import
 from entropy_coder.data_gen import example_wire
 from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.image_encoder import config as encoder_config
@@ -150,8 +151,9 @@ def _log_progress(done, total):
   logging.info('ImageCodeImport: checked %d/%d pictures', done, total)
 
 
-class Executor(index_splits.IndexSplitExecutor):
-  """Checks the encoder and the pictures, then codes them in the component's Beam pipeline."""
+class Executor(npz_code_import.Executor):
+  """Checks the encoder and the pictures, then codes them in the component's Beam pipeline;
+  records `layer_depth`, `code_depth` and `num_files` on the artifact as NpzCodeImport does."""
 
   def GetInputSourceToExamplePTransform(self):
     def source(exec_properties, pattern, splits):
@@ -162,14 +164,6 @@ class Executor(index_splits.IndexSplitExecutor):
           encoder_dir_of(exec_properties), splits, _log_progress)
       return self._import
     return source
-
-  def Do(self, input_dict, output_dict, exec_properties):
-    super().Do(input_dict, output_dict, exec_properties)
-    code_set = self._import.code_set
-    for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
-      artifact.set_int_custom_property('layer_depth', code_set.layer_depth)
-      artifact.set_int_custom_property('code_depth', code_set.depth)
-      artifact.set_int_custom_property('num_files', len(code_set.paths))
 
 
 class ImageCodeImport(example_gen_component.FileBasedExampleGen):

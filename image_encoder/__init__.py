@@ -9,5 +9,8 @@ the decoders' outputs.
 * `model`: the tf_keras networks and the coding arithmetic (train, encode, decode);
 * `training`: random crops and the resumable training loop;
 * `api`: what other code calls (`load_encoder`, `encode_image`, `decode_code`, PSNR);
-* `files`: images and code files on disk (padding, the size sidecar).
+* `files`: images and code files on disk (padding, the size sidecar);
+* `default_encoder`: the encoder `pipeline run --images` trains on first use;
+* `chain_picture`: docs/IMAGE_ENCODER.md's figure (reconstructions, bits per pixel before and
+  after entropy coding).
 """

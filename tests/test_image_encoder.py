@@ -215,3 +215,29 @@ def test_api_rejects_bad_arrays(encoder_dir):
     api.encode_image(np.zeros((16, 16), np.float32), encoder_dir)
   with pytest.raises(UserError, match=r'\[H, W\] or \[H, W, 3\]'):
     api.encode_image(np.zeros((16, 16, 4), np.uint8), encoder_dir)
+
+
+def test_pipeline_settings_for_pictures(encoder_dir, tmp_path):
+  from entropy_coder.commands import pipeline_command  # pylint: disable=import-outside-toplevel
+  from entropy_coder.pipeline import configs  # pylint: disable=import-outside-toplevel
+  from entropy_coder.pipeline import pipeline  # pylint: disable=import-outside-toplevel
+  pictures = tmp_path / 'pictures'
+  pictures.mkdir()
+  settings = configs.RunSettings(images_dir=str(pictures), encoder_dir=encoder_dir).checked()
+  ready = pipeline_command.with_image_encoder(settings)
+  assert ready.model_config == dict(configs.DEMO_MODEL_CONFIG, layer_depth=2, layer_count=4)
+  arguments = ready.pipeline_arguments()
+  assert arguments['images_dir'] == str(pictures) and arguments['encoder_dir'] == encoder_dir
+  dag = pipeline.create_pipeline(pipeline_name='p', pipeline_root=str(tmp_path / 'root'),
+                                 serving_model_dir=str(tmp_path / 'serving'), **arguments)
+  (source,) = [c for c in dag.components if c.id == 'ImageCodeImport']
+  assert source.exec_properties['input_base'] == str(pictures)
+
+  with pytest.raises(UserError, match='codes_dir or images_dir, not both'):
+    configs.RunSettings(images_dir=str(pictures), codes_dir=str(pictures)).checked()
+  with pytest.raises(UserError, match='pictures directory does not exist'):
+    configs.RunSettings(images_dir=str(tmp_path / 'nowhere')).checked()
+  with pytest.raises(UserError, match='only used with images_dir'):
+    configs.RunSettings(encoder_dir=encoder_dir).checked()
+  with pytest.raises(UserError, match='give --encoder'):
+    pipeline_command.with_image_encoder(configs.RunSettings(images_dir=str(pictures)).checked())

@@ -1,34 +1,42 @@
-"""Incremental probabilities of the progressive model: one pixel at a time, many samples at once.
+"""Incremental probabilities of the progressive model: a step of pixels at a time, many samples at once.
 
 The decoder learns the bits of pixel (y, x) only after it has decoded them, so it must evaluate
-the model pixel by pixel. Re-evaluating the layer on the partial code at every pixel (naive.py)
+the model step by step. Re-evaluating the layer on the partial code at every pixel (naive.py)
 costs O(H^2 W) per pixel; here every pixel adds only what it changes:
 
     per layer k, once:   s_k (from the finished layer k-1) -> a1 = T(conv3x3(s_k))
-    per row y, once:     zrow[x] = bias + input_conv taps on a1[y, x-1], a1[y, x]
-                                  + hidden_conv on the finished row y-1 (h[y-1, x-1..x+1])
     per pixel (y, x):    a0 = T(masked 7x7 window of earlier bits)             (24 taps)
-                         z  = zrow[x] + input_conv taps on a0[y, x-1], a0[y, x]
+                         z  = bias + input_conv taps on a1[y, x-1..x]
+                                   + hidden_conv taps on h[y-1, x-1..x+1]
+                                   + input_conv taps on a0[y, x-1..x]
                          (h, c) = LSTM gates(z, c[y-1, x]);  t0 = out1x1_a(h)
                          P(bit ch = 1) from T(out1x1_b(T(t0 [+ channel_ar on bits j < ch])))
 
+Which pixels a step codes is the schedule (codec/schedule.py, named by the file's coder id):
+coder 1 one pixel per step in raster order, coder 2 a wavefront x + 4y = t of pixels that do not
+depend on each other. A pixel reads only pixels of earlier steps, so its arithmetic is the same
+whichever schedule runs it.
+
 THE ENCODER AND THE DECODER MAKE THE SAME CALLS (`ChunkCoder`): the same sequence of
-`pixel_step` / `channel_head`, each writing the previous step's bits into the code and then
+`wave_step` / `wave_channel`, each writing the previous step's bits into the code and then
 reading only bits written before. The decoder gets those bits from the range decoder between
 calls (a Python loop); the encoder feeds the known bits (the same loop in numba,
 `code_known_layer`, which saves the per-call overhead). Nothing depends on the batch size or the
-thread count: arrays are laid out [..., sample] and every loop runs over samples innermost, so
-each sample's arithmetic is the same float32 sequence (fixed summation order, deterministic
-exp/tanh from arith.py, no fastmath) whether it runs alone, in a SIMD lane or in a batch of 128.
-Probabilities are rounded to a 1/2^16 grid (`_quantize`) before they reach the range coder.
+thread count: every loop runs over lanes innermost, and a lane is a sample (B >= LANES samples)
+or a (pixel, sample) pair (fewer samples: a step's pixels, or a row's for the state, are
+gathered into the lanes, `_gather`), so each pixel's arithmetic is the same float32 sequence
+(fixed summation order, deterministic exp/tanh from arith.py, no fastmath) whether it runs
+alone, in a SIMD lane or in a batch of 128. Probabilities are rounded to a 1/2^16 grid
+(`_quantize`) before they reach the range coder.
 
 Every stage is one of a few inlined helpers: `_dense_tanh` / `_conv_tanh` (fill with the bias,
 accumulate weight x input over the inputs in order, tanh), `_row_taps` (the row LSTM's 1 x n
 convs) and `_lstm_cell` (both LSTMs). Each output's sum is built in one fixed order (taps in
 order, then input channels in order), so the float32 results, and the bytes, never depend on
-how a loop is written around them. The model's facts (live taps, gate order, clip, widths) are
-trainer/spec.py's; pixel_step and next_state take theirs as documented bundles
-(`PixelWeights`, `StateWeights`, with `Buffers`).
+how a loop is written around them (a gathered tap outside the image adds 0 * w where the
+per-pixel path adds nothing: at most the sign of a zero differs, never a probability). The
+model's facts (live taps, gate order, clip, widths) are trainer/spec.py's; wave_step and
+next_state take theirs as documented bundles (`PixelWeights`, `StateWeights`, with `Buffers`).
 """
 import dataclasses
 import typing
@@ -59,11 +67,11 @@ _F, _I, _J, _O = (spec.GATES.index(gate) for gate in ('f', 'i', 'j', 'o'))
 
 
 class PixelWeights(typing.NamedTuple):
-  """The weights `pixel_step` reads: layer k's predictor but for the state's conv (layer_a1)
-  and channel_ar (channel_head). float32, stacked over layers (leading axis = layer k;
+  """The weights `wave_step` reads: layer k's predictor but for the state's conv (layer_a1)
+  and channel_ar (wave_channel). float32, stacked over layers (leading axis = layer k;
   cd = layer_depth, h = spec.hidden_depth(cd)), kernels as lists of taps [L, taps, in, out].
 
-  pixel_step takes it as a plain tuple (`of` builds one) and unpacks it in this field order:
+  wave_step takes it as a plain tuple (`of` builds one) and unpacks it in this field order:
   numba types a plain tuple of arrays in C but a namedtuple in Python (about 1 us a call, some
   4% of a decoder step), and every array passed costs the decoder's Python loop time too.
   """
@@ -330,8 +338,17 @@ def _gather(dst, row0, img, c0, channels, pixels, p0, n, dys, dxs, height):
     for t in range(dys.shape[0]):
       yy, xx = y + dys[t], x + dxs[t]
       inside = 0 <= yy < height and 0 <= xx < width
+      r = row0 + t * channels
+      if batch == 1:  # one code: no loop over samples
+        if inside:
+          for c in range(channels):
+            dst[r + c, p] = img[yy, xx, c0 + c, 0]
+        else:
+          for c in range(channels):
+            dst[r + c, p] = ZERO
+        continue
       for c in range(channels):
-        row = dst[row0 + t * channels + c]
+        row = dst[r + c]
         if inside:
           for b in range(batch):
             row[p * batch + b] = img[yy, xx, c0 + c, b]
@@ -346,6 +363,10 @@ def _scatter(img, src, pixels, p0, n):
   batch = img.shape[3]
   for p in range(n):
     y, x = pixels[p0 + p, 0], pixels[p0 + p, 1]
+    if batch == 1:  # one code: no loop over samples
+      for c in range(src.shape[0]):
+        img[y, x, c, 0] = src[c, p]
+      continue
     for c in range(src.shape[0]):
       for b in range(batch):
         img[y, x, c, b] = src[c, p * batch + b]
@@ -397,12 +418,14 @@ def _pixels_gathered(xs, k, pixels, p0, n, lo, weights, buffers, heads, out_p, o
   height, batch = xs.shape[0], xs.shape[3]
   cd, hd = w7.shape[2], w7.shape[3]
   gates = bl.shape[1]
-  lanes = n * batch
+  # Lanes rounded up to whole 8-float SIMD vectors (padding lanes hold zeros, are never read
+  # back): a partial vector would take a scalar loop as long as the vector part.
+  lanes = -(-n * batch // 8) * 8
   taps7 = _DY7.shape[0]
-  g7 = np.empty((taps7 * cd, lanes), dtype=np.float32)
-  g2 = np.empty((2 * hd, lanes), dtype=np.float32)
-  g3 = np.empty((3 * hd, lanes), dtype=np.float32)
-  v = np.empty((hd, lanes), dtype=np.float32)   # a0, then c_prev, then t0
+  g7 = np.zeros((taps7 * cd, lanes), dtype=np.float32)
+  g2 = np.zeros((2 * hd, lanes), dtype=np.float32)
+  g3 = np.zeros((3 * hd, lanes), dtype=np.float32)
+  v = np.zeros((hd, lanes), dtype=np.float32)   # a0, then c_prev, then t0
   z = np.empty((gates, lanes), dtype=np.float32)
   c = np.empty((hd, lanes), dtype=np.float32)
   h = np.empty((hd, lanes), dtype=np.float32)

@@ -117,7 +117,10 @@ def _parse():
   parser.add_argument('--seed', type=int, default=0, help='model init and shuffle seed')
   parser.add_argument('--out', help='results JSON')
   parser.add_argument('--plot', help='PNG bar chart')
-  parser.add_argument('--from-json', help='only print the table and plot a saved results JSON')
+  parser.add_argument('--from-json', nargs='+', metavar='JSON',
+                      help='no measuring: print the table and plot of saved results JSONs (the '
+                      'runs of later ones are added to the first; labels say their step count '
+                      'where it differs)')
   return parser.parse_args()
 
 
@@ -383,6 +386,25 @@ def table(results):
   return '\n'.join(lines)
 
 
+def combined(paths):
+  """Results JSONs -> one results dict: the first, with the runs (and any other kinds) of the
+  others added."""
+  loaded = []
+  for path in paths:
+    with open(path) as f:
+      loaded.append(json.load(f))
+  results = loaded[0]
+  for other in loaded[1:]:
+    for kind in other['classical']:
+      results['classical'].setdefault(kind, other['classical'][kind])
+      results['test_code_bits'].setdefault(kind, other['test_code_bits'][kind])
+    for run in other['runs']:
+      if other['steps'] != results['steps']:
+        run['label'] += f' ({other["steps"]} steps)'
+      results['runs'].append(run)
+  return results
+
+
 def plot(results, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -422,8 +444,7 @@ def plot(results, path):
 def main():
   args = _parse()
   if args.from_json:
-    with open(args.from_json) as f:
-      results = json.load(f)
+    results = combined(args.from_json)
   else:
     results = measure(args)
   print(table(results))

@@ -6,6 +6,7 @@ entropy coder is the reference model (layer_depth 2, 8 layers), which takes its 
 """
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -241,3 +242,16 @@ def test_pipeline_settings_for_pictures(encoder_dir, tmp_path):
     configs.RunSettings(encoder_dir=encoder_dir).checked()
   with pytest.raises(UserError, match='give --encoder'):
     pipeline_command.with_image_encoder(configs.RunSettings(images_dir=str(pictures)).checked())
+
+
+def test_a_trained_default_encoder_is_reused_not_retrained(encoder_dir, tmp_path):
+  from entropy_coder.image_encoder import default_encoder  # pylint: disable=import-outside-toplevel
+  copy = str(tmp_path / 'encoder')
+  shutil.copytree(encoder_dir, copy)
+  before = {name: os.path.getmtime(os.path.join(root, name))
+            for root, _, names in os.walk(copy) for name in names}
+  assert default_encoder.ensure_trained(copy, TINY) == copy
+  after = {name: os.path.getmtime(os.path.join(root, name))
+           for root, _, names in os.walk(copy) for name in names}
+  assert after == before  # nothing trained or rewritten
+  assert default_encoder.default_encoder_dir('runs/x') == os.path.join('runs/x', 'image_encoder')

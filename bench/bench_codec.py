@@ -26,11 +26,18 @@ clock from outside (subprocess), the same way; the one-time start-up (a process 
 what one process per file runs) against `compress_each` / `decompress_each` (the CLI's path:
 equal shapes share engine batches, a stream each), best of `--repeats`.
 
+`--large` measures instead one large code per case (LARGE_CASES: 512x512x8 at layer_depth 1,
+32x48x512 at layer_depth 32, channel-causal ones, the reference weights on 256x256x16), encoded
+and decoded by the engine and the range coder as codec.api codes a chunk, with the raster
+schedule (coder 1, the path before the wavefront: the baseline) and the wavefront schedule
+(coder 2) in the same run; CPU and wall times.
+
 Prints a Markdown table for docs/BENCHMARKS.md (and `--json` for machines).
 
     .venv/bin/python bench/bench_codec.py --repeats 3 --breakdown   # 512 codes, about 2 minutes
     .venv/bin/python bench/bench_codec.py --samples 128             # quicker
     .venv/bin/python bench/bench_codec.py --images 500 --repeats 3  # one file per image
+    .venv/bin/python bench/bench_codec.py --large --repeats 2       # one large code, ~10 minutes
 """
 import argparse
 import json

@@ -340,11 +340,13 @@ class Trainer:
     source = data.list_files(patterns)[0]
     for depth in sorted({shape[-1] for shape in shapes}):
       self.model_config.coded_depth(depth, source, self.model_source)
-    if self._evaluate_batch is None:  # traced once per Trainer (then once more for any H x W)
+    if self._evaluate_batch is None:  # traced once per Trainer, for every batch and H x W
+      # Shapeless: whole codes of any size take the model's tf.scan path (one trace; the
+      # unrolled static-shape path would unroll every code's rows anew for each shape).
       layer_depth = self.model_config.layer_depth
       self._evaluate_batch = tf.function(
           lambda bits: _batch_code_lengths(self.model, bits, layer_depth), autograph=False,
-          reduce_retracing=True)
+          input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)])
     evaluate_batch = self._evaluate_batch
     layer_sums, layer_counts = 0.0, 0.0
     for index, bits in enumerate(dataset):

@@ -220,14 +220,29 @@ def code_tiles(code, tile, seed, epoch):
   return tf.reshape(tiles, tf.concat([[-1], tile_shape, shape[2:]], 0))
 
 
+_KEY_SHIFT = 1 << 31
+# Batches of tiles smaller than the crop hold up to this many times batch_size tiles.
+MAX_BATCH_MULTIPLE = 4
+
+
 def _shape_key(tensor):
   shape = tf.cast(tf.shape(tensor), tf.int64)
-  return shape[0] * (1 << 31) + shape[1]
+  return shape[0] * _KEY_SHIFT + shape[1]
+
+
+def tile_batch_size(key, batch_size, tile):
+  """Tiles per batch for the tile shape `key` (_shape_key): batch_size crop x crop tiles, or
+  about as many bits of smaller tiles (batch_size times crop^2 / (th * tw), at most
+  MAX_BATCH_MULTIPLE times), so that a step's fixed cost is spread over as many bits."""
+  area = (key // _KEY_SHIFT) * (key % _KEY_SHIFT)
+  multiple = tf.clip_by_value(tile * tile // tf.maximum(area, 1), 1, MAX_BATCH_MULTIPLE)
+  return tf.cast(batch_size, tf.int64) * multiple
 
 
 def training_tiles(files, packed, compression, depth, batch_size, tile, seed, first_epoch=0):
   """Endless batches [B, th, tw, D] of the tiles of every code, epoch after epoch (see the
-  module docstring). Records are shuffled per epoch with a seed derived from (seed, epoch)."""
+  module docstring); B = tile_batch_size. Records are shuffled per epoch with a seed derived
+  from (seed, epoch)."""
   records = tf.data.TFRecordDataset(files, compression_type=compression)
 
   def epoch_records(epoch):
@@ -238,9 +253,11 @@ def training_tiles(files, packed, compression, depth, batch_size, tile, seed, fi
   dataset = dataset.flat_map(lambda code, epoch: tf.data.Dataset.from_tensor_slices(
       code_tiles(code, tile, seed, epoch)))
   dataset = dataset.shuffle(_TILE_SHUFFLE, seed=seed, reshuffle_each_iteration=False)
+  size_of = lambda key: tile_batch_size(key, batch_size, tile)  # pylint: disable=unnecessary-lambda-assignment
   return dataset.group_by_window(
-      key_func=_shape_key, reduce_func=lambda _, tiles: tiles.batch(batch_size, drop_remainder=True),
-      window_size=batch_size)
+      key_func=_shape_key,
+      reduce_func=lambda key, tiles: tiles.batch(size_of(key), drop_remainder=True),
+      window_size_func=size_of)
 
 
 def eval_dataset(patterns, batch_size):

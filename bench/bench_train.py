@@ -18,6 +18,15 @@ seeded shuffle (the same first samples every chunk). The loop here is fit's, min
 Writes `--out` (JSON: config, floors, curve, throughput) and, with `--plot`, a PNG curve with
 the floors as horizontal lines. `--combine a.json b.json --plot x.png` only plots saved runs.
 
+`--throughput` measures training speed instead, side by side in one process (`throughput`):
+each `--variants` entry (forward path, batch size, optional XLA) gets its own Trainer and
+reader of the same TFRecords; after a warm-up, `--rounds` rounds time `--round-seconds` of
+steps of every variant in turn, so the machine's load falls on all of them alike. It reports
+the median samples/s, samples per CPU-second and the ratio to the first variant (the baseline:
+today's tf.scan path at the original's batch 4) and to the original 2017 code's 64 samples/s.
+
+    .venv/bin/python bench/bench_train.py --throughput --out /tmp/throughput.json
+
     .venv/bin/python bench/bench_train.py --minutes 30 --train-config configs/synthetic_tuned/train_config.json \
         --out /tmp/tuned.json --plot docs/images/train_tuned.png
 """
@@ -34,6 +43,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # docs/ORIGINAL.md §10: the original, synthetic configs (batch 4), idle machine, 64 samples/s.
 ORIGINAL_CURVE = ((0.0, 1.007), (10.0, 0.806), (20.0, 0.794), (30.0, 0.7875))
+ORIGINAL_SAMPLES_PER_SECOND = 64.0
+# --throughput's default variants: path (scan = the tf.scan recurrences, the path before
+# trainer/static_forward.py; static = that module), batch size, and ':xla' for jit_compile.
+THROUGHPUT_VARIANTS = 'scan:4,static:4,static:8,static:16,static:32'
 
 
 def _parse():
@@ -61,6 +74,14 @@ def _parse():
   parser.add_argument('--out', help='results JSON')
   parser.add_argument('--plot', help='PNG curve')
   parser.add_argument('--combine', nargs='+', help='plot these results JSONs together (no training)')
+  parser.add_argument('--throughput', action='store_true',
+                      help='measure training samples/s of --variants side by side (no curve)')
+  parser.add_argument('--variants', default=THROUGHPUT_VARIANTS,
+                      help='comma-separated path:batch[:xla], path scan or static; the first is '
+                      'the baseline')
+  parser.add_argument('--rounds', type=int, default=3, help='--throughput: timed rounds')
+  parser.add_argument('--round-seconds', type=float, default=20.0,
+                      help='--throughput: seconds of steps per variant per round')
   parser.add_argument('--original-curve', action='store_true',
                       help='also plot the original\'s published curve (docs/ORIGINAL.md §10)')
   return parser.parse_args()
@@ -122,20 +143,26 @@ def _floors(codes, layer_depth):
   }
 
 
-def train(args):
+def _setup(args):
+  """TF's threads, the code shape, the checked configs and the data files of a run:
+  -> (shape, model_config, train_config, (train file, held-out file, held-out codes))."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if args.threads:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-  from entropy_coder.trainer import data, model as model_lib  # pylint: disable=g-import-not-at-top
-  from entropy_coder.trainer.train_loop import Trainer  # pylint: disable=g-import-not-at-top
-
   shape = tuple(int(s) for s in args.shape.split(','))
   model_config, train_config = _configs(args)
   model_config.coded_depth(shape[-1], '--shape')
   data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench_train_data_')
   os.makedirs(data_dir, exist_ok=True)
-  train_file, heldout_file, heldout = _write_data(args, shape, data_dir)
+  return shape, model_config, train_config, _write_data(args, shape, data_dir)
+
+
+def train(args):
+  from entropy_coder.trainer import data, model as model_lib  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer.train_loop import Trainer  # pylint: disable=g-import-not-at-top
+
+  shape, model_config, train_config, (train_file, heldout_file, heldout) = _setup(args)
   floors = _floors(heldout, model_config.layer_depth)
   _log(f'floors on the held-out codes: source entropy {floors["source_entropy_heldout"]:.4f}, '
        f'visibility (layer_depth {model_config.layer_depth}) {floors["visibility_floor_heldout"]:.4f}')
@@ -218,6 +245,91 @@ def train(args):
   return result
 
 
+def _variant(text):
+  """'static:16' / 'scan:4:xla' -> (path, batch, xla); UserError for anything else."""
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  parts = text.strip().split(':')
+  if (len(parts) not in (2, 3) or parts[0] not in ('scan', 'static') or not parts[1].isdigit()
+      or int(parts[1]) < 1 or parts[2:] not in ([], ['xla'])):
+    raise UserError(f'--variants: {text!r} is not path:batch[:xla] (path scan or static)')
+  return parts[0], int(parts[1]), parts[2:] == ['xla']
+
+
+def throughput(args):
+  """Training samples/s of every --variants entry, interleaved in rounds (module docstring)."""
+  from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import data  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer.train_loop import Trainer  # pylint: disable=g-import-not-at-top
+
+  variants = [_variant(text) for text in args.variants.split(',')]
+  shape, model_config, train_config, (train_file, _, _) = _setup(args)
+  runs = []
+  for path, batch, xla in variants:
+    config = config_lib.train_config_from_dict(dict(train_config.to_dict(), batch_size=batch))
+    trainer = Trainer(model_config, config, tempfile.mkdtemp(prefix='bench_throughput_'),
+                      seed=args.seed, xla=xla)
+    trainer.model.unrolled = path == 'static'
+    dataset, _ = data.code_dataset(train_file, batch, shuffle_seed=args.seed, repeat=True,
+                                   drop_remainder=True)
+    batches = iter(dataset.prefetch(2))
+    start = time.perf_counter()
+    float(trainer.train_step(next(batches)))
+    first = time.perf_counter() - start
+    for _ in range(3):
+      float(trainer.train_step(next(batches)))
+    label = f'{path} batch {batch}' + (' xla' if xla else '')
+    _log(f'{label}: first step (tracing{" and XLA compile" if xla else ""}) {first:.1f} s')
+    runs.append({'label': label, 'path': path, 'batch_size': batch, 'xla': xla,
+                 'first_step_seconds': first, 'rounds': [], '_step': (trainer, batches)})
+  for index in range(args.rounds):
+    for run in runs:
+      trainer, batches = run['_step']
+      steps, wall_start, cpu_start = 0, time.perf_counter(), time.process_time()
+      while time.perf_counter() - wall_start < args.round_seconds:
+        float(trainer.train_step(next(batches)))
+        steps += 1
+      wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
+      samples = steps * run['batch_size']
+      run['rounds'].append({'samples_per_second': samples / wall,
+                            'samples_per_cpu_second': samples / cpu,
+                            'load_average': os.getloadavg()[0]})
+    baseline = runs[0]['rounds'][-1]
+    _log(f'round {index + 1}: ' + ', '.join(
+        f'{run["label"]} {run["rounds"][-1]["samples_per_second"]:.0f}/s '
+        f'(x{run["rounds"][-1]["samples_per_second"] / baseline["samples_per_second"]:.2f})'
+        for run in runs))
+  for run in runs:
+    del run['_step']
+    for key in ('samples_per_second', 'samples_per_cpu_second'):
+      run[key] = float(np.median([r[key] for r in run['rounds']]))
+    # per round against the baseline's same round, then the median: load changes between rounds
+    run['ratio_to_baseline'] = float(np.median([
+        r['samples_per_second'] / b['samples_per_second']
+        for r, b in zip(run['rounds'], runs[0]['rounds'])]))
+    run['cpu_ratio_to_baseline'] = float(np.median([
+        r['samples_per_cpu_second'] / b['samples_per_cpu_second']
+        for r, b in zip(run['rounds'], runs[0]['rounds'])]))
+    run['ratio_to_original'] = run['samples_per_second'] / ORIGINAL_SAMPLES_PER_SECOND
+  return {'command': ' '.join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]),
+          'model_config': model_config.to_dict(), 'train_config': train_config.to_dict(),
+          'shape': list(shape), 'cpu_count': os.cpu_count(), 'variants': runs,
+          'original_samples_per_second': ORIGINAL_SAMPLES_PER_SECOND,
+          'finished_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}
+
+
+def throughput_table(result):
+  lines = ['| variant | first step s | samples/s (median) | x baseline | samples per CPU-s | '
+           'x baseline (CPU) | x original 64/s | load avg |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|']
+  for run in result['variants']:
+    loads = [r['load_average'] for r in run['rounds']]
+    lines.append(f'| {run["label"]} | {run["first_step_seconds"]:.1f} | '
+                 f'{run["samples_per_second"]:.1f} | {run["ratio_to_baseline"]:.2f} | '
+                 f'{run["samples_per_cpu_second"]:.1f} | {run["cpu_ratio_to_baseline"]:.2f} | '
+                 f'{run["ratio_to_original"]:.2f} | {min(loads):.1f}-{max(loads):.1f} |')
+  return '\n'.join(lines)
+
+
 def plot(results, path, original_curve=False):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -279,6 +391,13 @@ def _main(args):
         results.append(json.load(f))
     if args.plot:
       plot(results, args.plot, args.original_curve)
+    return
+  if args.throughput:
+    result = throughput(args)
+    print(throughput_table(result))
+    if args.out:
+      with open(args.out, 'w', encoding='utf-8') as f:
+        json.dump(result, f, indent=1)
     return
   result = train(args)
   print(markdown_table(result))

@@ -13,6 +13,8 @@ Data flow for a code of L layers, x_k = layer k's bits as +-1, [B, H, W, cd] eac
 
 Unlike the original:
 * any H x W at call time: the row recurrence is a `tf.scan` over rows, not H unrolled copies;
+  codes whose H x W x D are static when traced (training batches) take the same function
+  unrolled in plain ops (trainer/static_forward.py), about 2x the samples per CPU-second;
 * no state in Python attributes: a call is a pure function of its input, so it traces any
   number of times (training, each serving signature, MirroredStrategy replicas);
 * every weight is created by name (the reference's names, e.g.

@@ -16,7 +16,7 @@ is thousands of tiny ops whose fixed cost outweighs their arithmetic:
 * 1x1 stages are single MatMuls with block-diagonal kernels (oneDNN's einsum costs ~1 ms per
   call at these sizes);
 * weights are stacked only for the layers the code has; slices whose gradient would be a
-  StridedSliceGrad are reshapes, unstacks or tf.slice.
+  StridedSliceGrad are reshapes, splits or tf.slice.
 """
 import numpy as np
 import tensorflow as tf
@@ -155,11 +155,14 @@ def _row_lstm(z_input, hidden_kernels, layers, width):
   hidden = tf.reshape(hidden, [-1, hidden.shape[-1]])  # [(x-1 | x | x+1, L*h), 4Lh]
   lh = hidden.shape[0] // 3
   rows, row_h, row_c = [], None, 0.0  # row -1: h = c = 0
-  for z in tf.unstack(z_input, axis=1):  # [B, W, 4Lh]
+  row_shape = [-1, width, z_input.shape[-1]]
+  # split and concat along H (each the gradient of the other)
+  for z in tf.split(z_input, z_input.shape[1], axis=1):  # [B, 1, W, 4Lh] each
+    z = tf.reshape(z, row_shape)
     if row_h is not None:
       padded = tf.pad(row_h, [[0, 0], [1, 1], [0, 0]])
       taps = tf.concat([tf.slice(padded, [0, dx, 0], [-1, width, lh]) for dx in range(3)], -1)
       z = z + _dense(taps, hidden)
     row_h, row_c = _lstm(z, row_c)
-    rows.append(row_h)
-  return tf.stack(rows, axis=1)
+    rows.append(tf.reshape(row_h, [-1, 1, width, lh]))
+  return tf.concat(rows, axis=1)

@@ -19,7 +19,8 @@ What one run does (all in this process, so the numbers belong together):
 4. on the same TEST codes: xz -9e (lzma preset 9 | EXTREME), zstd -19, bz2 -9 on the packed
    codes (the better of two bit orders: the product's pixel-interleaved [H, W, D] and plane by
    plane [D, H, W]); an adaptive order-0 coder per channel (Krichevsky-Trofimov counts, its
-   ideal code length); JPEG XL lossless at the strongest effort (imagecodecs, effort 10) on the
+   ideal code length) and a small context model (the same counts per channel and per context
+   of the left, upper and previous-channel bits: `adaptive_context_bits`); JPEG XL lossless at the strongest effort (imagecodecs, effort 10) on the
    gray picture (bit planes) and on each block's 16-bit integer q (successive approximation),
    and, as a stronger variant, on the 14-bit block sum q / 4 that carries the same information.
 
@@ -249,17 +250,43 @@ def _jpegxl_bytes(image, bits_per_sample=None):
   return len(data)
 
 
+def _kt_bits(ones, totals):
+  """Ideal code length of adaptive KT counts (from 1/2, 1/2) over sequences with these totals
+  and counts of ones: KT's probability of a sequence depends only on its counts, so this is
+  exact whatever the order: sum of -log2 (G(n0+1/2) G(n1+1/2) / (pi G(n+1)))."""
+  total = 0.0
+  for n1, n in zip(ones, totals):
+    n1, n = int(n1), int(n)
+    if n:
+      total -= (math.lgamma(n - n1 + 0.5) + math.lgamma(n1 + 0.5) - math.log(math.pi)
+                - math.lgamma(n + 1)) / math.log(2)
+  return total
+
+
 def adaptive_order0_bits(code):
   """Ideal code length of an adaptive order-0 coder per channel (Krichevsky-Trofimov counts
-  from 1/2, 1/2): sum over channels of -log2 (G(n0+1/2) G(n1+1/2) / (pi G(n+1)))."""
-  flat = code.reshape(-1, code.shape[-1])
-  total = 0.0
-  for column in flat.T:
-    ones = int(column.sum())
-    zeros = column.size - ones
-    total -= (math.lgamma(zeros + 0.5) + math.lgamma(ones + 0.5) - math.log(math.pi)
-              - math.lgamma(column.size + 1)) / math.log(2)
-  return total
+  from 1/2, 1/2)."""
+  flat = code.reshape(-1, code.shape[-1]).astype(np.int64)
+  return _kt_bits(flat.sum(axis=0), np.full(flat.shape[1], flat.shape[0]))
+
+
+def adaptive_context_bits(code):
+  """Ideal code length of a small context model: adaptive KT counts per channel and per
+  context (the bit to the left, the bit above and the previous channel's bit of the same pixel;
+  0 beyond the edges), 8 contexts a channel, coded in raster order: a classical causal
+  baseline with the neighbours a picture coder would look at."""
+  code = code.astype(np.int64)
+  height, width, depth = code.shape
+  left = np.zeros_like(code)
+  left[:, 1:] = code[:, :-1]
+  up = np.zeros_like(code)
+  up[1:] = code[:-1]
+  previous = np.zeros_like(code)
+  previous[..., 1:] = code[..., :-1]
+  context = (np.arange(depth) * 8 + left + 2 * up + 4 * previous).reshape(-1)
+  ones = np.bincount(context, weights=code.reshape(-1), minlength=8 * depth)
+  totals = np.bincount(context, minlength=8 * depth)
+  return _kt_bits(ones, totals)
 
 
 def classical(kind, grays, codes):
@@ -278,6 +305,7 @@ def classical(kind, grays, codes):
     for coder, compress in GENERAL_CODERS.items():
       add(coder, name, 8 * min(len(compress(data)) for data in orders))
     add('adaptive order-0 (ideal)', name, adaptive_order0_bits(code))
+    add('adaptive context model (ideal)', name, adaptive_context_bits(code))
     if kind == BP:
       add('JPEG XL lossless (gray)', name, 8 * _jpegxl_bytes(grays[name]))
     elif kind == SA:

@@ -127,6 +127,24 @@ def code_dataset(patterns, batch_size, shuffle_seed=None, repeat=False, drop_rem
 DEFAULT_MIXED_CROP = 32
 # Tiles shuffled across codes before they are grouped into batches of one shape.
 _TILE_SHUFFLE = 2048
+# Records are shuffled per epoch in blocks of this many (stateless: `_epoch_shuffled`).
+_RECORD_SHUFFLE_BLOCK = 4096
+
+
+def _epoch_shuffled(records, seed, epoch):
+  """The serialized records in an order drawn from (seed, epoch) alone: each block of
+  _RECORD_SHUFFLE_BLOCK records is permuted by a stateless random key. Dataset.shuffle with a
+  seed that is a tensor (the epoch) fails once a global seed is set (tf.random.set_seed, as a
+  Keras program in the same process may call), and its order depends on that global seed;
+  stateless keys depend on neither."""
+  blocks = records.batch(_RECORD_SHUFFLE_BLOCK).enumerate()
+
+  def permuted(block_index, block):
+    keys = tf.random.stateless_uniform(
+        tf.shape(block), seed=tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, block_index]))
+    return tf.data.Dataset.from_tensor_slices(tf.gather(block, tf.argsort(keys)))
+
+  return blocks.flat_map(permuted)
 
 
 def _feature_specs(packed):
@@ -246,7 +264,7 @@ def training_tiles(files, packed, compression, depth, batch_size, tile, seed, fi
   records = tf.data.TFRecordDataset(files, compression_type=compression)
 
   def epoch_records(epoch):
-    shuffled = records.shuffle(4096, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+    shuffled = _epoch_shuffled(records, seed, epoch)
     return shuffled.map(lambda r: (parse_one(r, packed, depth), epoch))
 
   dataset = tf.data.Dataset.counter(first_epoch).flat_map(epoch_records)

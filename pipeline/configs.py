@@ -51,6 +51,13 @@ DEMO_TRAIN_CONFIG = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
                      'samples_per_decay': 20000, 'adam_epsilon': 0.001}
 
 
+# Trainer steps of `pipeline run --images` when neither --train-steps nor a config sets them:
+# image codes are deep (layer_depth = bits per iteration) and mixed in shape, so a step costs
+# far more than the synthetic demo's; 300 steps train a model that the push gates bless (about
+# 7 minutes for the whole run on 2 cores, docs/IMAGE_ENCODER.md).
+IMAGES_TRAIN_STEPS = 300
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
   """Everything a pipeline run depends on besides paths; the default is the `make run` demo.
@@ -68,7 +75,7 @@ class RunSettings:
   # `pipeline run --images` trains the default encoder on first use when none is given.
   images_dir: Optional[str] = None
   encoder_dir: Optional[str] = None
-  train_steps: int = 4000
+  train_steps: int = 4000  # the synthetic demo's; a run on pictures defaults to IMAGES_TRAIN_STEPS
   # The push gates' bounds (entropy_coder/push_gates.py): the Evaluator's blessing, ...
   max_code_length: float = push_gates.DEFAULT_MAX_CODE_LENGTH
   change_tolerance: float = push_gates.DEFAULT_CHANGE_TOLERANCE

@@ -153,7 +153,10 @@ def settings_from_args(args):
   settings = configs.RunSettings()
   if args.config:
     settings = configs.load_settings(args.config, settings)
-  settings = settings.replace(count=args.count, train_steps=args.train_steps,
+  train_steps = args.train_steps
+  if train_steps is None and args.images and settings.train_steps == configs.RunSettings.train_steps:
+    train_steps = configs.IMAGES_TRAIN_STEPS  # pictures: a smaller default (configs.py)
+  settings = settings.replace(count=args.count, train_steps=train_steps,
                               codes_dir=args.codes_dir, images_dir=args.images,
                               encoder_dir=args.encoder, max_code_length=args.max_code_length,
                               max_real_over_theory=args.max_real_over_theory)

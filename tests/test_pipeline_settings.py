@@ -132,3 +132,17 @@ def test_a_users_error_inside_a_component_is_one_line_naming_it(tmp_path, capsys
   last = err.strip().splitlines()[-1]
   assert last.startswith(f'entropy-coder pipeline: error: {codes}: 1 samples leave split eval empty')
   assert 'NpzCodeImport' in last
+
+
+def test_a_run_on_pictures_has_its_own_step_default_unless_one_is_given(tmp_path):
+  pictures = tmp_path / 'pictures'
+  pictures.mkdir()
+  assert pipeline_command.settings_from_args(_args()).train_steps == configs.RunSettings.train_steps
+  images = pipeline_command.settings_from_args(_args('--images', str(pictures)))
+  assert images.train_steps == configs.IMAGES_TRAIN_STEPS != configs.RunSettings.train_steps
+  given = pipeline_command.settings_from_args(_args('--images', str(pictures), '--train-steps', '7'))
+  assert given.train_steps == 7
+  config = tmp_path / 'run.json'
+  config.write_text(json.dumps({'train_steps': 9}))
+  assert pipeline_command.settings_from_args(
+      _args('--images', str(pictures), '--config', str(config))).train_steps == 9

@@ -116,15 +116,12 @@ class ImportImageCodes(beam.PTransform):
     paths = image_files.images_in_dir(self._input_dir)
     index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
     self.code_set = check_pictures(paths, encoder, self._progress)
-    names = [name for name, _ in self._splits]
-    files_by_split = {name: [] for name in names}
-    for index, path in enumerate(self.code_set.paths):
-      files_by_split[splits_lib.split_of(index, self._splits)].append((index, path))
+    files_by_split = index_splits.files_by_split(self.code_set.paths, self._splits)
     return {
         name: (pbegin
                | f'Pictures[{name}]' >> beam.Create(files_by_split[name])
                | f'Encode[{name}]' >> beam.ParDo(_EncodePictures(self._encoder_dir)))
-        for name in names
+        for name in files_by_split
     }
 
 

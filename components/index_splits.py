@@ -51,6 +51,15 @@ def check_no_empty_split(count, splits, source):
   return counts
 
 
+def files_by_split(paths, splits):
+  """{split name: [(index, path)]}: file i of `paths` goes to split `split_of(i)`, the
+  assignment every index-split import shares (names in `splits` order, each kept in order)."""
+  by_split = {name: [] for name, _ in splits}
+  for index, path in enumerate(paths):
+    by_split[splits_lib.split_of(index, splits)].append((index, path))
+  return by_split
+
+
 def output_config(splits):
   """The standard ExampleGen output_config carrying our split names and weights."""
   return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[

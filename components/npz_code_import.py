@@ -101,15 +101,12 @@ class ImportNpzCodes(beam.PTransform):
     paths = list_npz_files(self._input_dir)
     index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
     self.code_set = check_npz_files(paths, self._progress)
-    names = [name for name, _ in self._splits]
-    files_by_split = {name: [] for name in names}
-    for index, path in enumerate(self.code_set.paths):
-      files_by_split[splits_lib.split_of(index, self._splits)].append((index, path))
+    files_by_split = index_splits.files_by_split(self.code_set.paths, self._splits)
     return {
         name: (pbegin
                | f'Files[{name}]' >> beam.Create(files_by_split[name])
                | f'Encode[{name}]' >> beam.Map(_encode_file))
-        for name in names
+        for name in files_by_split
     }
 
 

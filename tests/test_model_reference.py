@@ -99,6 +99,19 @@ def test_the_spec_states_gates_clip_and_live_taps():
   assert spec.layer_channels(3, 2) == slice(6, 8)
 
 
+def test_the_spec_orders_the_row_lstm_input():
+  """a = (adaptation0 | adaptation1), the original's order, whatever order the caller names them
+  in; the input conv's input channels are as wide as a."""
+  concat = lambda parts: np.concatenate(parts, axis=-1)
+  a = spec.row_input(concat, adaptation1=np.full((1, 2), 1.0), adaptation0=np.full((1, 2), 0.0))
+  np.testing.assert_array_equal(a, [[0.0, 0.0, 1.0, 1.0]])
+  assert spec.row_input_depth(4) == 8
+  shapes = spec.weight_shapes(ModelConfig(layer_depth=2, layer_count=1))
+  assert shapes['layer0/brnn/row_lstm/input_conv/kernel'][2] == spec.row_input_depth(4)
+  with pytest.raises(ValueError, match='adaptation1'):
+    spec.row_input(concat, adaptation0=a)
+
+
 def test_the_spec_imports_without_tensorflow():
   code = ('import sys; from entropy_coder.trainer import spec; '
           'from entropy_coder.codec import engine, engine_weights, full_forward; '

@@ -168,9 +168,9 @@ class ProgressiveModel(keras.Model):
         _grouped_conv(tf.reshape(states, [batch, height, width, layers * cd]),
                              stack('brnn/adaptation1_conv3x3/kernel')),
         [batch, height, width, layers, h]) + stack('brnn/adaptation1_conv3x3/bias'))
-    a = tf.concat([a0, a1], axis=-1)  # adaptation0 first, as the original
+    a = spec.row_input(lambda parts: tf.concat(parts, axis=-1), adaptation0=a0, adaptation1=a1)
     z_input = tf.reshape(
-        _grouped_conv(tf.reshape(a, [batch, height, width, layers * 2 * h]),
+        _grouped_conv(tf.reshape(a, [batch, height, width, layers * spec.row_input_depth(h)]),
                       stack('brnn/row_lstm/input_conv/kernel'), spec.ROW_INPUT_MASK),
         [batch, height, width, layers, len(spec.GATES) * h]) + stack('brnn/row_lstm/bias')
     rows_h = self._row_lstm(z_input, stack('brnn/row_lstm/hidden_conv/kernel'))

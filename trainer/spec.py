@@ -1,17 +1,19 @@
 """The progressive model's definition (docs/ORIGINAL.md §5), in numpy only.
 
 This module is the model's definition. The Keras model (trainer/model.py), the numpy reference
-(codec/full_forward.py) and the codec engine (codec/engine_weights.py, which lays the weights out for
-codec/engine.py) import from it the weights' names, shapes, initialisers and masks, the live
-taps, the LSTM gate order and cell, the prediction clip, the hidden width and the channel
-grouping, and restate none of them: what the agreement tests still compare is arithmetic.
+(codec/full_forward.py) and the codec engine (codec/engine_weights.py, which lays the weights out
+for codec/engine.py) import from it the weights' names, shapes, initialisers and masks, the live
+taps, the LSTM gate order and cell, the order of the row LSTM's input, the prediction clip, the
+hidden width and the channel grouping, and restate none of them: what the agreement tests still
+compare is arithmetic.
 Change the model here. As tensorflow-compression builds an entropy model's coding tables once
 and ships them with the model, so that no encoder and decoder can disagree on them, a file here
 decodes only under the definition it was coded with, and the file's model fingerprint covers
 the weights and the config, not this module: a change here that alters the codec's arithmetic
-(a shape, a mask or tap, the gate order, the clip, the channel grouping) must bump the coder
-id of codec/bitstream.py (CODER_ID; VERSION is the container layout's). numba's on-disk cache of codec/engine.py has these
-constants compiled in and does not see a change here: clear codec/__pycache__ after one.
+(a shape, a mask or tap, the gate order, the row input's order, the clip, the channel
+grouping) must bump the coder id of codec/bitstream.py (CODER_ID; VERSION is the container
+layout's). numba's on-disk cache of codec/engine.py has these constants compiled in and does
+not see a change here: clear codec/__pycache__ after one.
 
 Importable without TensorFlow (numpy and trainer/masks.py only): the codec imports it.
 """
@@ -34,6 +36,28 @@ def layer_channels(layer, layer_depth):
   """The channels of layer `layer` in a [H, W, D] code: channel = layer * layer_depth + bit
   (docs/ORIGINAL.md §2), so layer k is the slice k*cd .. (k+1)*cd - 1."""
   return slice(layer * layer_depth, (layer + 1) * layer_depth)
+
+
+# ---- the row LSTM's input a ---------------------------------------------------------------------
+
+# a, what the row LSTM's input conv reads, is the two adaptation stages side by side along the
+# channels, h each, in this order (adaptation0 first, as the original): T(masked7x7(x_k)) on the
+# layer's own bits, then T(conv3x3(s_k)) on its state. The input conv's 2h input channels (and
+# the codec's split of that kernel) follow this order.
+ROW_INPUT_PARTS = ('adaptation0', 'adaptation1')
+
+
+def row_input_depth(hidden):
+  """Channels of a: len(ROW_INPUT_PARTS) stages of `hidden` each."""
+  return len(ROW_INPUT_PARTS) * hidden
+
+
+def row_input(concat, **parts):
+  """a from its parts in any array library: `concat(list)` joins them along the channels, which
+  this puts in ROW_INPUT_PARTS order; `parts` are adaptation0=..., adaptation1=..."""
+  if set(parts) != set(ROW_INPUT_PARTS):
+    raise ValueError(f'row_input takes {ROW_INPUT_PARTS}, got {sorted(parts)}')
+  return concat([parts[name] for name in ROW_INPUT_PARTS])
 
 
 # ---- the prediction clip -------------------------------------------------------------------------
@@ -157,8 +181,8 @@ def weight_specs(config):
   per_layer = {
       'brnn/adaptation0_masked7x7': _conv(7, 7, cd, h, mask=ADAPTATION0_MASK),
       'brnn/adaptation1_conv3x3': _conv(3, 3, cd, h),
-      # on a = concat(adaptation0, adaptation1): 2h channels
-      'brnn/row_lstm/input_conv': _conv(1, 3, 2 * h, gates, mask=ROW_INPUT_MASK, bias=False),
+      'brnn/row_lstm/input_conv': _conv(1, 3, row_input_depth(h), gates, mask=ROW_INPUT_MASK,
+                                        bias=False),
       'brnn/row_lstm/hidden_conv': _conv(1, 3, h, gates, bias=False),
       'brnn/row_lstm': _lstm_bias(gates),
       'brnn/out1x1_a': _conv(1, 1, h, h),

@@ -99,10 +99,12 @@ def forward(model, x):
                + biases('brnn/adaptation0_masked7x7/bias'))
   a1 = tf.tanh(_conv(states, weights('brnn/adaptation1_conv3x3/kernel'))
                + biases('brnn/adaptation1_conv3x3/bias'))
-  # a = per layer (adaptation0 | adaptation1), as the original: [B, H, W, L*2h]
+  # a = per layer spec.row_input of the two stages: [B, H, W, L * row_input_depth(h)]
   grouped = [-1, height, width, layers, h]
-  a = tf.reshape(tf.concat([tf.reshape(a0, grouped), tf.reshape(a1, grouped)], -1),
-                 [-1, height, width, layers * 2 * h])
+  a = tf.reshape(spec.row_input(lambda parts: tf.concat(parts, -1),
+                                adaptation0=tf.reshape(a0, grouped),
+                                adaptation1=tf.reshape(a1, grouped)),
+                 [-1, height, width, layers * spec.row_input_depth(h)])
   z_input = (_conv(a, weights('brnn/row_lstm/input_conv/kernel'), spec.ROW_INPUT_MASK,
                    gate_major=True)
              + _gate_major(biases('brnn/row_lstm/bias'), layers))

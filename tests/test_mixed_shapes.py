@@ -19,7 +19,7 @@ from helpers import write_tfrecord
 from entropy_coder import cli, codes_format
 from entropy_coder.data_gen.synthetic import generate_codes
 from entropy_coder.errors import UserError
-from entropy_coder.trainer import code_length as code_length_lib
+from entropy_coder.trainer import code_length_ops
 from entropy_coder.trainer import data, input_code_length, train_loop
 from entropy_coder.trainer.config import ModelConfig, TrainConfig
 
@@ -48,7 +48,7 @@ def _alone_layer_bits(model, code):
   """[L] summed -log2 p of one code, run alone (batch of one)."""
   bits = tf.constant(code[None].astype(np.float32))
   probs = model(2.0 * bits - 1.0)
-  return code_length_lib.per_layer_code_length_bits(
+  return code_length_ops.per_layer_code_length_bits(
       bits[..., :probs.shape[-1]], probs, model.config.layer_depth).numpy()[0].astype(np.float64)
 
 

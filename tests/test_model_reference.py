@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import README_FIDELITY, REFERENCE_DIR
-from entropy_coder.trainer import code_length, spec
+from entropy_coder.trainer import code_length_ops, spec
 from entropy_coder.trainer.config import ModelConfig
 from entropy_coder.trainer.model import ProgressiveModel, parameter_count
 
@@ -33,7 +33,7 @@ def test_probabilities_match_the_original_to_the_readme_figure(reference):
 
 def test_code_lengths_match_the_original(reference):
   codes, outputs, probs, _ = reference
-  lengths = code_length.bit_code_lengths(codes.astype(np.float32), probs).numpy().astype(np.float64)
+  lengths = code_length_ops.bit_code_lengths(codes.astype(np.float32), probs).numpy().astype(np.float64)
   np.testing.assert_allclose(lengths.mean(axis=(1, 2, 3)), outputs['code_length_per_sample'], atol=1e-5)
   per_layer = lengths.reshape(len(codes), 35, 48, 4, 2).mean(axis=(1, 2, 4))
   np.testing.assert_allclose(per_layer, outputs['code_length_per_layer'], atol=1e-5)

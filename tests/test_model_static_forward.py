@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from entropy_coder.data_gen.synthetic import generate_codes
-from entropy_coder.trainer import code_length, train_loop
+from entropy_coder.trainer import code_length_ops, train_loop
 from entropy_coder.trainer.config import ModelConfig, TrainConfig
 from entropy_coder.trainer.model import ProgressiveModel
 
@@ -22,7 +22,7 @@ def _trained_looking(config, seed=2):
 def _loss_and_gradients(model, bits):
   with tf.GradientTape() as tape:
     probs = model(2.0 * bits - 1.0)
-    loss = code_length.code_length(bits[..., :probs.shape[-1]], probs)
+    loss = code_length_ops.code_length(bits[..., :probs.shape[-1]], probs)
   variables = model.named_variables_by_name()
   grads = tape.gradient(loss, list(variables.values()))
   return probs, {name: grad for name, grad in zip(variables, grads) if grad is not None}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from entropy_coder.errors import UserError
-from entropy_coder.trainer import code_length, config, train_loop
+from entropy_coder.trainer import code_length_ops, config, train_loop
 
 
 def test_code_length_matches_the_originals_unit_case():
@@ -13,7 +13,7 @@ def test_code_length_matches_the_originals_unit_case():
   true_probs = np.array([.65, .75, .70, .90, .72, .80, .56, .54])
   bits = np.array([1, 0, 1, 1, 0, 0, 1, 0], np.float32)
   p_one = np.where(bits == 1, true_probs, 1 - true_probs).astype(np.float32)
-  value = float(code_length.code_length(bits.reshape(2, 4), p_one.reshape(2, 4)))
+  value = float(code_length_ops.code_length(bits.reshape(2, 4), p_one.reshape(2, 4)))
   assert value == pytest.approx(np.mean(-np.log2(true_probs)), abs=1e-6)
   assert value == pytest.approx(0.52805, abs=1e-5)
 
@@ -23,8 +23,8 @@ def test_code_length_against_numpy_reference():
   bits = rng.integers(0, 2, (3, 4, 5, 6)).astype(np.float32)
   probs = rng.uniform(0.001, 0.999, bits.shape).astype(np.float32)
   expected = -(bits * np.log2(probs) + (1 - bits) * np.log2(1 - probs))
-  np.testing.assert_allclose(code_length.bit_code_lengths(bits, probs).numpy(), expected, rtol=1e-5)
-  per_layer = code_length.per_layer_code_length_bits(bits, probs, layer_depth=2).numpy()
+  np.testing.assert_allclose(code_length_ops.bit_code_lengths(bits, probs).numpy(), expected, rtol=1e-5)
+  per_layer = code_length_ops.per_layer_code_length_bits(bits, probs, layer_depth=2).numpy()
   np.testing.assert_allclose(per_layer, expected.reshape(3, 4, 5, 3, 2).sum(axis=(1, 2, 4)), rtol=1e-5)
 
 

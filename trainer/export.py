@@ -8,7 +8,7 @@ TensorFlow-free codec, with a fingerprint that bitstreams record.
 import tensorflow as tf
 
 from entropy_coder import codes_format, model_files
-from entropy_coder.trainer import code_length as code_length_lib
+from entropy_coder.trainer import code_length_ops
 from entropy_coder.trainer import data
 from entropy_coder.trainer import serving_contract as contract
 
@@ -37,7 +37,7 @@ class ServingModule(tf.Module):
   def _outputs(self, bits):
     probs = self._model_call(2.0 * bits - 1.0)
     coded = bits[..., :tf.shape(probs)[-1]]
-    layer_bits = code_length_lib.per_layer_code_length_bits(coded, probs, self._layer_depth)
+    layer_bits = code_length_ops.per_layer_code_length_bits(coded, probs, self._layer_depth)
     shape = tf.shape(coded)
     layers = tf.shape(layer_bits)[1]
     per_layer_count = tf.cast(shape[1] * shape[2] * self._layer_depth, tf.float32)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from entropy_coder import codes_format, model_files
 from entropy_coder.errors import UserError
-from entropy_coder.trainer import code_length as code_length_lib
+from entropy_coder.trainer import code_length_ops
 from entropy_coder.trainer.config import model_config_from_dict
 from entropy_coder.trainer.model import ProgressiveModel
 
@@ -54,7 +54,7 @@ def per_layer_bits(model, codes):
   def layer_sums(bits):
     probs = model(2.0 * bits - 1.0)
     coded = bits[..., :tf.shape(probs)[-1]]
-    return code_length_lib.per_layer_code_length_bits(coded, probs, layer_depth)
+    return code_length_ops.per_layer_code_length_bits(coded, probs, layer_depth)
 
   results = [None] * len(codes)
   by_shape = {}

@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from entropy_coder.errors import UserError, describe
-from entropy_coder.trainer import code_length as code_length_lib
+from entropy_coder.trainer import code_length_ops
 from entropy_coder.trainer import data
 from entropy_coder.trainer import distribute
 from entropy_coder.trainer.distribute import choose_strategy  # noqa: F401 (the pure choice)
@@ -291,7 +291,7 @@ class Trainer:
       with tf.GradientTape() as tape:
         probs = self.model(2.0 * bits - 1.0, training=True)
         coded = bits[..., :tf.shape(probs)[-1]]
-        loss = code_length_lib.code_length(coded, probs)
+        loss = code_length_ops.code_length(coded, probs)
         # Each replica holds an equal share of the global batch: scaling by 1/replicas makes
         # the all-reduced (summed) gradient that of the global batch mean.
         scaled = (loss + self._weight_penalty()) / replicas
@@ -510,7 +510,7 @@ def _batch_code_lengths(model, bits, layer_depth):
   """Per-layer (summed -log2 p, bit count) of a batch, for weighted averages."""
   probs = model(2.0 * bits - 1.0)
   coded = bits[..., :tf.shape(probs)[-1]]
-  sums = tf.reduce_sum(code_length_lib.per_layer_code_length_bits(coded, probs, layer_depth), 0)
+  sums = tf.reduce_sum(code_length_ops.per_layer_code_length_bits(coded, probs, layer_depth), 0)
   shape = tf.shape(coded)
   count = tf.cast(shape[0] * shape[1] * shape[2] * layer_depth, tf.float64)
   return tf.cast(sums, tf.float64), tf.fill(tf.shape(sums), count)

@@ -1,7 +1,11 @@
-"""Code length: mean -log2 p(true bit), the size an ideal arithmetic coder reaches, in bits/bit.
+"""The code length's TensorFlow ops: -log2 p(true bit), per bit, as a mean (the training loss) and
+summed per layer (the serving signature's outputs), in bits; the size an ideal arithmetic coder
+reaches.
 
-The original called this `CodeLength` and reported it as an "additional compression ratio";
-it is a code length (lower is better). The compression ratio is its inverse.
+The original called the mean `CodeLength` and reported it as an "additional compression ratio";
+it is a code length (lower is better). The compression ratio is its inverse. The training loop,
+the export and trainer/input_code_length.py (what the `code-length` command,
+entropy_coder/commands/code_length.py, prints) all take it from here.
 """
 import tensorflow as tf
 

@@ -632,6 +632,45 @@ def test_a_failed_write_leaves_no_half_written_file(ws, tmp_path, capsys, monkey
   assert os.listdir(tmp_path) == []
 
 
+def test_a_many_file_run_that_fails_midway_says_what_it_wrote(ws, tmp_path, capsys, monkeypatch):
+  """A file that fails only once the work has begun (a stream damaged past its header, a coding
+  error) stops a many-file run with one line naming it and how many outputs came before it;
+  those are complete, the failed one and the rest are not written."""
+  model = os.path.join(ws, 'model')
+  inputs, packed = tmp_path / 'in', tmp_path / 'packed'
+  inputs.mkdir()
+  packed.mkdir()
+  for name in ('a', 'b', 'c'):
+    shutil.copy(os.path.join(ws, 'sample.npz'), inputs / f'{name}.npz')
+  assert cli.main(['compress', '--model', model, str(inputs), '-o', f'{packed}/']) == 0
+  damaged = bytearray((packed / 'b.npz.nec').read_bytes())
+  damaged[-3] ^= 0x21  # in the range coder's stream: the header and its CRC still read
+  (packed / 'b.npz.nec').write_bytes(bytes(damaged))
+  restored = tmp_path / 'restored'
+  restored.mkdir()
+  capsys.readouterr()
+  assert cli.main(['decompress', '--model', model, str(packed), '-o', f'{restored}/']) == 2
+  err = capsys.readouterr().err.strip().split('\n')[-1]
+  assert 'b.npz.nec' in err and err.endswith(f'(1 of 3 files written into {restored}/ before it)')
+  assert sorted(os.listdir(restored)) == ['a.npz']
+
+  real = codec.compress_each
+
+  def fails_second(items, files, **kwargs):
+    results = real(items, files, **kwargs)
+    yield next(results)
+    raise UserError('the coder failed')
+
+  monkeypatch.setattr(codec, 'compress_each', fails_second)
+  again = tmp_path / 'again'
+  again.mkdir()
+  assert cli.main(['compress', '--model', model, str(inputs), '-o', f'{again}/']) == 2
+  err = capsys.readouterr().err.strip().split('\n')[-1]
+  assert err.endswith(f'{inputs / "b.npz"}: the coder failed '
+                      f'(1 of 3 files written into {again}/ before it)'), err
+  assert os.listdir(again) == ['a.npz.nec']
+
+
 def test_an_interrupted_compress_leaves_nothing(ws, tmp_path, capsys, monkeypatch):
   def interrupted(*args, **kwargs):
     raise KeyboardInterrupt

@@ -240,6 +240,34 @@ def _ready_engine(files):
     ready.set()
 
 
+def _run_engine(files, label, work):
+  """Readies the engine, then runs `work(progress)` under a progress line labelled `label`:
+  -> (what work returned, its seconds; readying the engine not counted)."""
+  _ready_engine(files)
+  progress = _ProgressLine(label)
+  start = time.monotonic()
+  try:
+    result = work(progress)
+  finally:
+    progress.close()
+  return result, time.monotonic() - start
+
+
+def _each_file(plan, directory, progress, write):
+  """A many-file run's outputs in `plan` order: `write(n, path, output)` for each n-th (input,
+  output) pair -> the list of what it returned; a UserError says how many files were written
+  into `directory` before it (those stay complete)."""
+  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
+  written = []
+  for done, (path, output) in enumerate(plan):
+    try:
+      written.append(write(done, path, output))
+    except UserError as e:
+      raise UserError(f'{e} ({_written(done, len(plan), directory)} before it)') from None
+    progress.files(done + 1, len(plan), path)
+  return written
+
+
 def _check_threads(args):
   from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
   if args.threads is not None and args.threads < 1:
@@ -357,15 +385,9 @@ def run_compress(args):
     sourced, fmt, layer_depth = _read_input(path)
     _check_fit(sourced, files, layer_depth)
     codes = [code for _, code in sourced]
-    _ready_engine(files)
-    progress = _ProgressLine('compress')
-    start = time.monotonic()
-    try:
-      data, stats = codec.compress_with_stats(codes, files, progress, source_format=fmt,
-                                              source_layer_depth=layer_depth, threads=args.threads)
-    finally:
-      progress.close()
-    seconds = time.monotonic() - start
+    (data, stats), seconds = _run_engine(files, 'compress', lambda progress: (
+        codec.compress_with_stats(codes, files, progress, source_format=fmt,
+                                  source_layer_depth=layer_depth, threads=args.threads)))
     with open(temp, 'wb') as out:
       out.write(data)
   _show(args, 'compressed', stats, seconds)
@@ -401,32 +423,26 @@ def _compress_each(args):
     checked.append(_PackedCodes(tuple(code.shape for _, code in sourced),
                                 tuple(np.packbits(code.reshape(-1)).tobytes() for _, code in sourced),
                                 fmt, layer_depth))
-  _ready_engine(files)
-  progress = _ProgressLine('compress')
-  start = time.monotonic()
-  all_stats = []
   directory = args.output
-  # One-code files of equal shape share engine batches (codec.compress_each); each file's bytes
-  # are those of compressing it alone.
-  results = codec.compress_each(((packed.codes(), packed.source_format, packed.layer_depth)
-                                 for packed in checked), files, threads=args.threads)
-  try:
-    for done, (path, output) in enumerate(plan):
+
+  def compress_all(progress):
+    # One-code files of equal shape share engine batches (codec.compress_each); each file's
+    # bytes are those of compressing it alone.
+    results = codec.compress_each(((packed.codes(), packed.source_format, packed.layer_depth)
+                                   for packed in checked), files, threads=args.threads)
+
+    def write(_, path, output):
       try:
-        try:
-          data, stats = next(results)
-        except UserError as e:
-          raise UserError(describe(path, str(e))) from None
-        with atomic_output(output, args.overwrite) as temp:
-          with open(temp, 'wb') as out:
-            out.write(data)
+        data, stats = next(results)
       except UserError as e:
-        raise UserError(f'{e} ({_written(done, len(plan), directory)} before it)') from None
-      all_stats.append(stats)
-      progress.files(done + 1, len(plan), path)
-  finally:
-    progress.close()
-  seconds = time.monotonic() - start
+        raise UserError(describe(path, str(e))) from None
+      with atomic_output(output, args.overwrite) as temp:
+        with open(temp, 'wb') as out:
+          out.write(data)
+      return stats
+    return _each_file(plan, directory, progress, write)
+
+  all_stats, seconds = _run_engine(files, 'compress', compress_all)
   total = _total(all_stats)
   _show(args, 'compressed', total, seconds, len(plan), [
       f'container    {total.file_bytes - total.payload_bytes:,} bytes beside the payloads '
@@ -463,15 +479,8 @@ def run_decompress(args):
     data, header = _read_compressed(path)
     codec.check_model(header, files, path)
     fmt = _output_format(args.output, header)
-    _ready_engine(files)
-    progress = _ProgressLine('decompress')
-    start = time.monotonic()
-    try:
-      codes, stats, header = codec.decompress_with_stats(data, files, progress, source=path,
-                                                         threads=args.threads)
-    finally:
-      progress.close()
-    seconds = time.monotonic() - start
+    (codes, stats, header), seconds = _run_engine(files, 'decompress', lambda progress: (
+        codec.decompress_with_stats(data, files, progress, source=path, threads=args.threads)))
     kind = _write_output(temp, codes, fmt,
                          header.source_layer_depth or files.model_config['layer_depth'])
   _show(args, 'decompressed', stats, seconds, wrote=[
@@ -480,7 +489,6 @@ def run_decompress(args):
 
 def _decompress_each(args):
   from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
-  from entropy_coder.errors import UserError  # pylint: disable=g-import-not-at-top
   from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
   inputs = _expand_inputs(args.input, lambda name: name.endswith(COMPRESSED_SUFFIX),
                           f'{COMPRESSED_SUFFIX} files')
@@ -492,27 +500,21 @@ def _decompress_each(args):
     data, header = _read_compressed(path)
     codec.check_model(header, files, path)
     checked.append((data, _output_format(output, header)))
-  _ready_engine(files)
-  progress = _ProgressLine('decompress')
-  start = time.monotonic()
-  all_stats, checks = [], 0
   directory = args.output
-  results = codec.decompress_each(((data, path) for (path, _), (data, _) in zip(plan, checked)), files,
-                                  threads=args.threads)
-  try:
-    for done, ((path, output), (_, fmt)) in enumerate(zip(plan, checked)):
-      try:
-        codes, stats, header = next(results)
-        with atomic_output(output, args.overwrite) as temp:
-          _write_output(temp, codes, fmt,
-                        header.source_layer_depth or files.model_config['layer_depth'])
-      except UserError as e:
-        raise UserError(f'{e} ({_written(done, len(plan), directory)} before it)') from None
-      all_stats.append(stats)
-      checks += header.crc_checks
-      progress.files(done + 1, len(plan), path)
-  finally:
-    progress.close()
-  seconds = time.monotonic() - start
-  _show(args, 'decompressed', _total(all_stats), seconds, len(plan), [
+
+  def decompress_all(progress):
+    results = codec.decompress_each(((data, path) for (path, _), (data, _) in zip(plan, checked)),
+                                    files, threads=args.threads)
+
+    def write(n, _, output):
+      codes, stats, header = next(results)
+      with atomic_output(output, args.overwrite) as temp:
+        _write_output(temp, codes, checked[n][1],
+                      header.source_layer_depth or files.model_config['layer_depth'])
+      return stats, header.crc_checks
+    return _each_file(plan, directory, progress, write)
+
+  written, seconds = _run_engine(files, 'decompress', decompress_all)
+  checks = sum(crc_checks for _, crc_checks in written)
+  _show(args, 'decompressed', _total([stats for stats, _ in written]), seconds, len(plan), [
       f'wrote {len(plan):,} files into {directory}; all {checks:,} CRC32 checks passed'])

@@ -1,4 +1,11 @@
-"""What several subcommands share: the `--model` argument and the JSON / text / PNG output."""
+"""What several subcommands share: the `--model` argument, the synthetic source's `--seed` and
+`--shape`, integer flags checked as one-line errors, and the JSON / text / PNG output.
+
+Light on purpose (no numpy, numba or TensorFlow): every command's `register` runs at start-up.
+"""
+from entropy_coder.errors import UserError
+
+SEED_LIMIT = 1 << 64  # the synthetic source's seeds and sample indices are in [0, 2**64)
 
 MODEL_HELP = 'model directory (train output, Trainer artifact or Pusher destination)'
 
@@ -16,3 +23,36 @@ def show(args, as_json, as_text, plot, plotted):
     plot(args.plot)
     if not args.json:
       print(f'{plotted} {args.plot}')
+
+
+def parse_int(text, flag, minimum):
+  """An int flag checked here, so that a bad value is a one-line UserError, not an argparse usage
+  dump."""
+  try:
+    value = int(text)
+  except (TypeError, ValueError):
+    raise UserError(f'{flag}: expected an integer, got "{text}"') from None
+  if value < minimum:
+    raise UserError(f'{flag}: must be at least {minimum}, got {value}')
+  return value
+
+
+def add_seed_argument(parser):
+  """`--seed S` of the synthetic source (generate, sample), read with `parse_seed`."""
+  parser.add_argument('--seed', default='0', metavar='S', help='seed in [0, 2**64) (default 0)')
+
+
+def parse_seed(text, flag='--seed'):
+  """A synthetic source seed (or sample index) in [0, 2**64)."""
+  value = parse_int(text, flag, 0)
+  if value >= SEED_LIMIT:
+    raise UserError(f'{flag}: must be below 2**64, got {value}')
+  return value
+
+
+def add_shape_argument(parser, default):
+  """`--shape H,W,D` of synthetic codes, `default` a (H, W, D) of data_gen/synthetic_shapes.py;
+  data_gen.synthetic.parse_shape reads it."""
+  text = ','.join(map(str, default))
+  parser.add_argument('--shape', default=text, metavar='H,W,D',
+                      help=f'code shape (default {text})')

@@ -3,10 +3,11 @@
 The original's `gen_synthetic_dataset.py`, seeded and parallel: one standalone Beam run on the
 DirectRunner (`--num-workers 1`: in process; more: one process per worker).
 """
-from entropy_coder.errors import UserError
+from entropy_coder.commands import common_arguments
+from entropy_coder.commands.common_arguments import parse_int
+from entropy_coder.data_gen import synthetic_shapes
 
 _DEFAULT_COUNT = 1000  # the original's --count default
-_DEFAULT_SHAPE = '35,48,8'  # data_gen.synthetic.DATASET_SHAPE, kept literal: no heavy import here
 _PROGRESS = 'entropy-coder generate'
 
 
@@ -20,9 +21,8 @@ def register(subparsers):
                       help='dataset directory (created; must be empty unless --overwrite)')
   parser.add_argument('--count', default=str(_DEFAULT_COUNT), metavar='N',
                       help=f'number of samples (default {_DEFAULT_COUNT})')
-  parser.add_argument('--seed', default='0', metavar='S', help='seed in [0, 2**64) (default 0)')
-  parser.add_argument('--shape', default=_DEFAULT_SHAPE, metavar='H,W,D',
-                      help=f'code shape (default {_DEFAULT_SHAPE})')
+  common_arguments.add_seed_argument(parser)
+  common_arguments.add_shape_argument(parser, synthetic_shapes.DATASET_SHAPE)
   parser.add_argument('--num-workers', default='1', metavar='K',
                       help='Beam DirectRunner workers; 1 runs in process (default 1)')
   parser.add_argument('--shards', default=None, metavar='M',
@@ -34,17 +34,6 @@ def register(subparsers):
   parser.set_defaults(func=run)
 
 
-def parse_int(text, flag, minimum):
-  """An int flag checked here, so a bad value is a one-line UserError, not an argparse usage dump."""
-  try:
-    value = int(text)
-  except (TypeError, ValueError):
-    raise UserError(f'{flag}: expected an integer, got "{text}"') from None
-  if value < minimum:
-    raise UserError(f'{flag}: must be at least {minimum}, got {value}')
-  return value
-
-
 def run(args):
   import logging  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
@@ -52,9 +41,7 @@ def run(args):
   from entropy_coder.data_gen import dataset_writer  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
   count = parse_int(args.count, '--count', 1)
-  seed = parse_int(args.seed, '--seed', 0)
-  if seed >= 1 << 64:
-    raise UserError(f'--seed: must be below 2**64, got {seed}')
+  seed = common_arguments.parse_seed(args.seed)
   shape = synthetic.parse_shape(args.shape, '--shape')
   num_workers = parse_int(args.num_workers, '--num-workers', 1)
   shards = None if args.shards is None else parse_int(args.shards, '--shards', 1)

@@ -3,10 +3,10 @@
 The original's `gen_synthetic_single.py`: shape [31, 36, 8] and layer depth 2 by default (a
 different size from the dataset on purpose: the model is fully convolutional), now seeded.
 """
+from entropy_coder.commands import common_arguments
+from entropy_coder.commands.common_arguments import parse_int
+from entropy_coder.data_gen import synthetic_shapes
 from entropy_coder.errors import UserError
-
-_DEFAULT_SHAPE = '31,36,8'  # data_gen.synthetic.SAMPLE_SHAPE
-_DEFAULT_LAYER_DEPTH = 2  # data_gen.synthetic.SAMPLE_LAYER_DEPTH
 
 
 def register(subparsers):
@@ -16,11 +16,11 @@ def register(subparsers):
       '"shape" = [D/L, 1, H, W, L] and "codes" = np.packbits of the bits, as the original '
       'image encoder and gen_synthetic_single.py wrote it.')
   parser.add_argument('--output', required=True, metavar='FILE.npz', help='file to write')
-  parser.add_argument('--shape', default=_DEFAULT_SHAPE, metavar='H,W,D',
-                      help=f'code shape (default {_DEFAULT_SHAPE})')
-  parser.add_argument('--layer-depth', default=str(_DEFAULT_LAYER_DEPTH), metavar='L',
-                      help=f'bits per iteration; must divide D (default {_DEFAULT_LAYER_DEPTH})')
-  parser.add_argument('--seed', default='0', metavar='S', help='seed in [0, 2**64) (default 0)')
+  common_arguments.add_shape_argument(parser, synthetic_shapes.SAMPLE_SHAPE)
+  parser.add_argument('--layer-depth', default=str(synthetic_shapes.SAMPLE_LAYER_DEPTH),
+                      metavar='L', help='bits per iteration; must divide D (default '
+                      f'{synthetic_shapes.SAMPLE_LAYER_DEPTH})')
+  common_arguments.add_seed_argument(parser)
   parser.add_argument('--index', default='0', metavar='I',
                       help='which sample of the seed\'s stream (default 0)')
   parser.set_defaults(func=run)
@@ -29,17 +29,14 @@ def register(subparsers):
 def run(args):
   import os  # pylint: disable=g-import-not-at-top
   from entropy_coder import codes_format, output_files  # pylint: disable=g-import-not-at-top
-  from entropy_coder.commands.generate import parse_int  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
   output_files.check_output_file(args.output, overwrite=True, flag='--output')
   shape = synthetic.parse_shape(args.shape, '--shape')
   layer_depth = parse_int(args.layer_depth, '--layer-depth', 1)
   if shape[2] % layer_depth:
     raise UserError(f'--layer-depth: {layer_depth} does not divide the code depth {shape[2]}')
-  seed = parse_int(args.seed, '--seed', 0)
-  index = parse_int(args.index, '--index', 0)
-  if seed >= 1 << 64 or index >= 1 << 64:
-    raise UserError('--seed and --index must be below 2**64')
+  seed = common_arguments.parse_seed(args.seed)
+  index = common_arguments.parse_seed(args.index, '--index')
   code = synthetic.generate_codes(seed, [index], shape=shape)[0]
   # Written atomically; a file object, so that numpy does not append ".npz" to a name that
   # lacks it. (An existing file is replaced, as it always was.)

@@ -370,27 +370,40 @@ def _written(done, total, directory):
 
 # ---- compress -----------------------------------------------------------------------------------
 
-def run_compress(args):
+def _run(args, patterns_are_many, run_each, code_one):
+  """Both commands' frame: --threads checked, then either a many-file run (`run_each(args)`) or
+  the one input to the one output -o. That output is checked (not a directory; writable, its
+  temporary file created) before any work and replaces -o only once complete; in between the
+  model is read and `code_one(args, path, files, temp)` does the work into `temp` and returns
+  what prints the report, which runs once -o is in place."""
   _check_threads(args)
-  if _one_output_each(args, patterns_are_many=False):
-    return _compress_each(args)
-  from entropy_coder import codec, model_files  # pylint: disable=g-import-not-at-top
+  if _one_output_each(args, patterns_are_many):
+    return run_each(args)
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
   (path,) = args.input
   _check_not_a_directory(args.output)
-  # The output is checked (and its temporary file created) before any work; it replaces
-  # args.output only once complete.
   with atomic_output(args.output, args.overwrite, '-o') as temp:
-    files = model_files.read_model_files(args.model)
-    sourced, fmt, layer_depth = _read_input(path)
-    _check_fit(sourced, files, layer_depth)
-    codes = [code for _, code in sourced]
-    (data, stats), seconds = _run_engine(files, 'compress', lambda progress: (
-        codec.compress_with_stats(codes, files, progress, source_format=fmt,
-                                  source_layer_depth=layer_depth, threads=args.threads)))
-    with open(temp, 'wb') as out:
-      out.write(data)
-  _show(args, 'compressed', stats, seconds)
+    report = code_one(args, path, model_files.read_model_files(args.model), temp)
+  report()
+  return None
+
+
+def run_compress(args):
+  return _run(args, False, _compress_each, _compress_one)
+
+
+def _compress_one(args, path, files, temp):
+  from entropy_coder import codec  # pylint: disable=g-import-not-at-top
+  sourced, fmt, layer_depth = _read_input(path)
+  _check_fit(sourced, files, layer_depth)
+  codes = [code for _, code in sourced]
+  (data, stats), seconds = _run_engine(files, 'compress', lambda progress: (
+      codec.compress_with_stats(codes, files, progress, source_format=fmt,
+                                source_layer_depth=layer_depth, threads=args.threads)))
+  with open(temp, 'wb') as out:
+    out.write(data)
+  return lambda: _show(args, 'compressed', stats, seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -466,24 +479,19 @@ def _read_compressed(path):
 
 
 def run_decompress(args):
-  _check_threads(args)
-  if _one_output_each(args, patterns_are_many=True):
-    return _decompress_each(args)
+  return _run(args, True, _decompress_each, _decompress_one)
+
+
+def _decompress_one(args, path, files, temp):
   from entropy_coder import codec  # pylint: disable=g-import-not-at-top
-  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
-  from entropy_coder.output_files import atomic_output  # pylint: disable=g-import-not-at-top
-  (path,) = args.input
-  _check_not_a_directory(args.output)
-  with atomic_output(args.output, args.overwrite, '-o') as temp:
-    files = model_files.read_model_files(args.model)
-    data, header = _read_compressed(path)
-    codec.check_model(header, files, path)
-    fmt = _output_format(args.output, header)
-    (codes, stats, header), seconds = _run_engine(files, 'decompress', lambda progress: (
-        codec.decompress_with_stats(data, files, progress, source=path, threads=args.threads)))
-    kind = _write_output(temp, codes, fmt,
-                         header.source_layer_depth or files.model_config['layer_depth'])
-  _show(args, 'decompressed', stats, seconds, wrote=[
+  data, header = _read_compressed(path)
+  codec.check_model(header, files, path)
+  fmt = _output_format(args.output, header)
+  (codes, stats, header), seconds = _run_engine(files, 'decompress', lambda progress: (
+      codec.decompress_with_stats(data, files, progress, source=path, threads=args.threads)))
+  kind = _write_output(temp, codes, fmt,
+                       header.source_layer_depth or files.model_config['layer_depth'])
+  return lambda: _show(args, 'decompressed', stats, seconds, wrote=[
       f'wrote {args.output} ({kind}); all {header.crc_checks} CRC32 check(s) passed'])
 
 

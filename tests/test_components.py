@@ -9,6 +9,7 @@ import os
 import pytest
 import tensorflow as tf
 from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
@@ -70,6 +71,25 @@ def _read_splits(examples):
           for name in artifact_utils.decode_split_names(examples.split_names)}
 
 
+def _states(runs):
+  """The names of executions' states: 'COMPLETE', 'CACHED', 'FAILED', ..."""
+  return [metadata_store_pb2.Execution.State.Name(run.last_known_state) for run in runs]
+
+
+def assert_imported(examples, expected, layer_depth, code_depth, num_files):
+  """An import component's Examples artifact (NpzCodeImport, ImageCodeImport): splits train and
+  eval holding exactly `expected` ({split: {index: code}}), and the custom properties the
+  Trainer and the Evaluator read. -> the splits read back."""
+  splits = _read_splits(examples)
+  assert list(splits) == ['train', 'eval']
+  for name in splits:
+    assert_same_codes(splits[name], expected[name])
+  assert examples.get_int_custom_property('layer_depth') == layer_depth
+  assert examples.get_int_custom_property('code_depth') == code_depth
+  assert examples.get_int_custom_property('num_files') == num_files
+  return splits
+
+
 @pytest.mark.e2e
 def test_both_components_in_a_pipeline_with_cache(tmp_path):
   npz_dir = tmp_path / 'npz'
@@ -83,12 +103,9 @@ def test_both_components_in_a_pipeline_with_cache(tmp_path):
   _run(tmp_path, components())
 
   with _store(tmp_path) as m:
-    complete = m.store.get_executions()[0].COMPLETE
-    cached = m.store.get_executions()[0].CACHED
-
     # Synthetic: split names, counts exactly as split_of says, records = generate_codes.
     runs = _executions(m, 'SyntheticCodeGen')
-    assert [e.last_known_state for e in runs] == [complete, cached]
+    assert _states(runs) == ['COMPLETE', 'CACHED']
     first, second = (_output_examples(m, e) for e in runs)
     assert first.uri == second.uri  # the cached run re-publishes the first output
     splits = _read_splits(first)
@@ -103,28 +120,19 @@ def test_both_components_in_a_pipeline_with_cache(tmp_path):
 
     # Import: the same splits by sorted file index, records = the source files.
     runs = _executions(m, 'NpzCodeImport')
-    assert [e.last_known_state for e in runs] == [complete, cached]
-    examples = _output_examples(m, runs[0])
-    splits = _read_splits(examples)
-    expected = expected_splits(npz_codes, NPZ_SPLITS)
-    assert list(splits) == ['train', 'eval']
+    assert _states(runs) == ['COMPLETE', 'CACHED']
+    splits = assert_imported(_output_examples(m, runs[0]), expected_splits(npz_codes, NPZ_SPLITS),
+                             layer_depth=2, code_depth=4, num_files=7)
     assert (len(splits['train']), len(splits['eval'])) == (5, 2)
-    for name in splits:
-      assert_same_codes(splits[name], expected[name])
-    assert examples.get_int_custom_property('layer_depth') == 2
-    assert examples.get_int_custom_property('code_depth') == 4
-    assert examples.get_int_custom_property('num_files') == 7
 
   # A changed input directory is noticed (file fingerprint), the generator stays cached.
   extra = write_codes(tmp_path / 'more', [(2, 2, 4)], layer_depth=2, seed=3)
   os.replace(tmp_path / 'more' / 'code_000.npz', npz_dir / 'code_999.npz')
   _run(tmp_path, components())
   with _store(tmp_path) as m:
-    complete = m.store.get_executions()[0].COMPLETE
-    cached = m.store.get_executions()[0].CACHED
-    assert [e.last_known_state for e in _executions(m, 'SyntheticCodeGen')][-1] == cached
+    assert _states(_executions(m, 'SyntheticCodeGen'))[-1] == 'CACHED'
     runs = _executions(m, 'NpzCodeImport')
-    assert [e.last_known_state for e in runs] == [complete, cached, complete]
+    assert _states(runs) == ['COMPLETE', 'CACHED', 'COMPLETE']
     splits = _read_splits(_output_examples(m, runs[-1]))
     npz_codes['code_999.npz'] = extra['code_000.npz']
     expected = expected_splits(npz_codes, NPZ_SPLITS)
@@ -144,8 +152,7 @@ def test_bad_npz_fails_the_component_and_writes_nothing(tmp_path):
   assert str(error.value).startswith(str(npz_dir / 'code_001x.npz') + ': ')
 
   with _store(tmp_path) as m:
-    (run,) = _executions(m, 'NpzCodeImport')
-    assert run.last_known_state == run.FAILED
+    assert _states(_executions(m, 'NpzCodeImport')) == ['FAILED']
     assert all(a.state != a.LIVE for a in m.store.get_artifacts_by_type('Examples'))
   written = [os.path.join(d, f) for d, _, files in os.walk(tmp_path / 'root') for f in files]
   assert not [path for path in written if 'Split-' in path], written

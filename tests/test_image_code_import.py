@@ -13,9 +13,9 @@ from entropy_coder.data_gen import sample_images
 from entropy_coder.errors import UserError
 from entropy_coder.image_encoder import api
 
-from test_components import _executions, _output_examples, _read_splits, _run, _store
+from test_components import _executions, _output_examples, _run, _states, _store, assert_imported
 from test_image_encoder import train_tiny
-from test_import_codes import assert_same_codes, expected_splits
+from test_import_codes import expected_splits
 
 SPLITS = (('train', 2), ('eval', 1))
 
@@ -55,22 +55,13 @@ def test_pictures_become_an_examples_artifact_with_cache(tmp_path, encoder_dir):
   _run(tmp_path, components())
   _run(tmp_path, components())
   with _store(tmp_path) as m:
-    complete = m.store.get_executions()[0].COMPLETE
-    cached = m.store.get_executions()[0].CACHED
     runs = _executions(m, 'ImageCodeImport')
-    assert [e.last_known_state for e in runs] == [complete, cached]
-    examples = _output_examples(m, runs[0])
-    splits = _read_splits(examples)
+    assert _states(runs) == ['COMPLETE', 'CACHED']
     codes = {name: api.encode_image(gray, encoder_dir) for name, gray in grays.items()}
     assert sorted({code.shape for code in codes.values()}) == [
         (1, 1, 8), (2, 3, 8), (3, 2, 8), (3, 5, 8), (4, 2, 8)]  # mixed shapes
-    expected = expected_splits(codes, SPLITS)
-    assert list(splits) == ['train', 'eval']
-    for name in splits:
-      assert_same_codes(splits[name], expected[name])
-    assert examples.get_int_custom_property('layer_depth') == 2
-    assert examples.get_int_custom_property('code_depth') == 8
-    assert examples.get_int_custom_property('num_files') == 5
+    assert_imported(_output_examples(m, runs[0]), expected_splits(codes, SPLITS),
+                    layer_depth=2, code_depth=8, num_files=5)
 
 
 @pytest.mark.e2e

@@ -38,11 +38,30 @@ class ModelConfig:
     """The modelled channels inside a TF graph (serving signatures see the depth only at run
     time, and take any code: deeper ones are cut to coded_layer_count there, without an error;
     training and the codec refuse them through `code_layers`)."""
+    return self._graph_layers(depth) * self.layer_depth
+
+  def coded_layers_in_graph(self, depth):
+    """The model's own check of a code of `depth` channels, inside its graph: -> the layers it
+    codes, after asserting whole layers and at most layer_count. `depth` is a Python int (a
+    static shape; the result is an int too) or a tensor. Readable errors come before, from
+    `code_layers`; this is the graph's guard, the same on the scan and the unrolled path."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.debugging.assert_equal(depth % self.layer_depth, 0,
+                              message='code depth is not a multiple of layer_depth')
+    layers = self._graph_layers(depth)
+    tf.debugging.assert_less_equal(layers, self.layer_count,
+                                   message='code has more layers than layer_count')
+    return layers
+
+  def _graph_layers(self, depth):
+    """depth // layer_depth, cut to coded_layer_count when > 0; an int for an int depth."""
     layers = depth // self.layer_depth
     if self.coded_layer_count > 0:
+      if isinstance(layers, int):
+        return min(layers, self.coded_layer_count)
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
       layers = tf.minimum(layers, self.coded_layer_count)
-    return layers * self.layer_depth
+    return layers
 
   def to_dict(self):
     """The config as JSON keys. `hidden_depth` only when it is not the original's default: the

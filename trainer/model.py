@@ -152,10 +152,7 @@ class ProgressiveModel(keras.Model):
       return static_forward.forward(self, x)
     shape = tf.shape(x)
     batch, height, width, depth = shape[0], shape[1], shape[2], shape[3]
-    layers = config.coded_depth_tensor(depth) // cd
-    tf.debugging.assert_equal(depth % cd, 0, message='code depth is not a multiple of layer_depth')
-    tf.debugging.assert_less_equal(layers, config.layer_count,
-                                   message='code has more layers than layer_count')
+    layers = config.coded_layers_in_graph(depth)
     x = x[..., :layers * cd]
     x_layers = tf.reshape(x, [batch, height, width, layers, cd])
 

@@ -26,18 +26,6 @@ from entropy_coder.trainer import spec
 _GATES = len(spec.GATES)
 
 
-def coded_layers(config, depth):
-  """Layers a code of static `depth` channels has (the model's asserts, at trace time)."""
-  cd = config.layer_depth
-  tf.debugging.assert_equal(depth % cd, 0, message='code depth is not a multiple of layer_depth')
-  layers = depth // cd
-  if config.coded_layer_count > 0:
-    layers = min(layers, config.coded_layer_count)
-  tf.debugging.assert_less_equal(layers, config.layer_count,
-                                 message='code has more layers than layer_count')
-  return layers
-
-
 def _dense(x, kernel):
   """x [..., cin] @ kernel [cin, cout] as one MatMul (x's leading dims static)."""
   lead = x.shape[:-1].as_list()
@@ -87,7 +75,7 @@ def forward(model, x):
   config = model.config
   cd, h = config.layer_depth, config.hidden_depth
   _, height, width, depth = x.shape
-  layers = coded_layers(config, depth)
+  layers = config.coded_layers_in_graph(depth)  # an int: depth is static
   if depth > layers * cd:
     x = tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, layers * cd])
   weights = lambda suffix: [model.weight(spec.layer_weight(k, suffix))  # pylint: disable=unnecessary-lambda-assignment

@@ -22,6 +22,7 @@ from entropy_coder import push_gates
 from entropy_coder.errors import UserError
 # Light modules (no TF, Beam or TFX at their top level): the defaults shown in --help.
 from entropy_coder.pipeline import configs
+from entropy_coder.pipeline import kfp_resources
 from entropy_coder.pipeline import kfp_submit
 
 
@@ -137,9 +138,11 @@ def _add_kubeflow_arguments(parser):
       'resources of the compiled tasks (written as kfp 2.0.1 writes them; AMOUNT applies to every '
       'task, TASK=AMOUNT to one, e.g. Trainer=4; repeatable)')
   group.add_argument('--trainer-gpus', type=int, default=0, metavar='N',
-                     help='GPUs for the Trainer task (accelerator count; default 0)')
-  group.add_argument('--gpu-type', default='nvidia.com/gpu',
-                     help='accelerator type of --trainer-gpus (default nvidia.com/gpu)')
+                     help=f'GPUs for the {kfp_resources.TRAINER_TASK} task (accelerator count; '
+                     'default 0)')
+  group.add_argument('--gpu-type', default=kfp_resources.DEFAULT_GPU_TYPE,
+                     help='accelerator type of --trainer-gpus (default '
+                     f'{kfp_resources.DEFAULT_GPU_TYPE})')
   group.add_argument('--cpu-request', action='append', metavar='[TASK=]CPU',
                      help="CPU request, kfp's form: '2', '500m'")
   group.add_argument('--memory-request', action='append', metavar='[TASK=]MEM',
@@ -249,8 +252,7 @@ def summary(evaluation, paths):
 
 
 def resources_from_args(args):
-  from entropy_coder.pipeline import kubeflow_runner  # pylint: disable=g-import-not-at-top
-  return kubeflow_runner.parse_resources(
+  return kfp_resources.parse_resources(
       cpu_request=args.cpu_request, memory_request=args.memory_request,
       cpu_limit=args.cpu_limit, memory_limit=args.memory_limit,
       trainer_gpus=args.trainer_gpus, gpu_type=args.gpu_type)

@@ -25,6 +25,11 @@ _NOT_REPOSITORY = re.compile(r'^(runs|tmp|/|~|\w+://|\.\.\./|DIR/)|(^|/)(model|c
 # Files of the 2017 original (tensorflow/models, research/compression/entropy_coder), cited by
 # their path there.
 _ORIGINAL_REPOSITORY = re.compile(r'^(research/compression/entropy_coder/)?(dataset|core|lib|progressive)/')
+# A module as texts name it, `entropy_coder.<folder>.<module>[.<name>]`, and a test or bench file
+# named without its folder.
+_MODULE = re.compile(r'(?<![\w.])entropy_coder(?:\.\w+)+')
+_BARE_FILE = re.compile(r'(?<![\w./-])((?:test|bench)_\w+\.py)\b')
+_FOLDERS = ('codec', 'trainer', 'pipeline', 'components', 'data_gen', 'image_encoder')  # setup.py
 
 
 def _tracked_texts():
@@ -64,6 +69,73 @@ def test_every_repository_path_a_text_names_exists():
                   or _exists(path, name)):
             missing.append(f'{name}:{number}: {path}')
   assert not missing, 'names files that do not exist:\n' + '\n'.join(missing)
+
+
+def _module_path(parts):
+  """The repository path of package or module entropy_coder.<parts...>, without a suffix."""
+  if parts and parts[0] in _FOLDERS:
+    return os.path.join(REPO, *parts)
+  return os.path.join(REPO, 'entropy_coder', *parts)
+
+
+def _module_problem(dotted):
+  """None if `dotted` (entropy_coder.a.b.name) names an existing module and, after it, a name
+  that module holds; else what is missing."""
+  parts, found = dotted.split('.')[1:], []
+  for i, part in enumerate(parts):
+    base = _module_path(found + [part])
+    if os.path.isfile(os.path.join(base, '__init__.py')):
+      found.append(part)
+      continue
+    if os.path.isfile(base + '.py'):
+      if i + 1 == len(parts):
+        return None
+      holder, name = base + '.py', parts[i + 1]
+    else:  # not a module: a name the package itself defines, or nothing
+      holder, name = os.path.join(_module_path(found), '__init__.py'), part
+    with open(holder, encoding='utf-8') as f:
+      if re.search(rf'\b{re.escape(name)}\b', f.read()):
+        return None
+    return f'{os.path.relpath(holder, REPO)} has no {name}'
+  return None
+
+
+def test_every_module_a_text_names_exists():
+  """A docstring or doc naming entropy_coder.<folder>.<module>[.<name>] after a rename fails
+  here: the module must exist and hold the name."""
+  missing = []
+  for name in (n for n in _tracked_texts() if not os.path.basename(n).startswith('test_')):
+    with open(os.path.join(REPO, name), encoding='utf-8') as f:
+      for number, line in enumerate(f, 1):
+        missing += [f'{name}:{number}: {dotted}: {_module_problem(dotted)}'
+                    for dotted in _MODULE.findall(line) if _module_problem(dotted)]
+  assert not missing, 'names modules that do not exist:\n' + '\n'.join(missing)
+
+
+def test_every_test_or_bench_file_named_without_its_folder_exists():
+  """A test or bench module named without its folder is a file of tests/ or bench/ (this file
+names missing ones on purpose)."""
+  missing = []
+  for name in (n for n in _tracked_texts() if n != 'tests/test_repository_self_contained.py'):
+    with open(os.path.join(REPO, name), encoding='utf-8') as f:
+      for number, line in enumerate(f, 1):
+        missing += [f'{name}:{number}: {file}' for file in _BARE_FILE.findall(line)
+                    if not any(os.path.isfile(os.path.join(REPO, folder, file))
+                               for folder in ('tests', 'bench'))]
+  assert not missing, 'names test or bench files that do not exist:\n' + '\n'.join(missing)
+
+
+@pytest.mark.parametrize('dotted, problem', [
+    ('entropy_coder.trainer.code_length_ops.code_length', None),
+    ('entropy_coder.pipeline.configs', None),
+    ('entropy_coder.components.NpzCodeImport', None),  # a name of the package's __init__
+    ('entropy_coder.trainer.code_length', 'trainer/__init__.py has no code_length'),
+    ('entropy_coder.trainer.spec.no_such_fact', 'trainer/spec.py has no no_such_fact'),
+])
+def test_the_module_check_finds_a_renamed_module_or_name(dotted, problem):
+  assert _module_problem(dotted) == problem
+  assert _BARE_FILE.findall('see test_metrics_thresholds.py and tests/test_x.py') == [
+      'test_metrics_thresholds.py']
 
 
 @pytest.mark.parametrize('line, cites_outside', [

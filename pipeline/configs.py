@@ -43,7 +43,9 @@ TRAINER_RUN_FN = 'entropy_coder.trainer.run_fn.run_fn'
 IN_PROCESS_BEAM_ARGS = ('--direct_running_mode=in_memory', '--direct_num_workers=1')
 
 # The small demo model (configs/demo/*.json). With RunSettings' defaults (5,000 16x16x8 codes,
-# 4,000 steps of 16) the whole run takes about 5 minutes on 2 shared CPU cores.
+# 4,000 steps of 16) the whole run takes about DEMO_MINUTES on 2 shared CPU cores (`pipeline
+# run --help` says so).
+DEMO_MINUTES = 5
 DEMO_MODEL_CONFIG = {'layer_depth': 2, 'layer_count': 8}
 # The tuned optimiser (lr 1e-2, Adam epsilon 1e-3; docs/BENCHMARKS.md, "Training"): after 4,000
 # steps the eval code length is within 0.006 bits/bit of the demo codes' visibility floor.

@@ -37,7 +37,7 @@ def register(subparsers):
   run_parser = actions.add_parser(
       'run', help='run the pipeline here (BeamDagRunner, sqlite ML-Metadata)',
       description='Runs the pipeline on this machine; a second run with nothing changed '
-      're-uses every cached output. Default: the ~5-minute demo.')
+      f're-uses every cached output. Default: the ~{configs.DEMO_MINUTES}-minute demo.')
   run_parser.add_argument('--pipeline-root', default=configs.DEFAULT_PIPELINE_ROOT,
                           help=f'where artifacts, metadata.sqlite and serving_model/ go '
                           f'(default {configs.DEFAULT_PIPELINE_ROOT})')

@@ -95,6 +95,8 @@ def test_the_spec_states_gates_clip_and_live_taps():
   np.testing.assert_array_equal(c, want_c)
   np.testing.assert_array_equal(h, sigmoid(z[6:]) * np.tanh(want_c))
   assert spec.PRED_CLIP == 0.999 and spec.EPSILON == 0.001
+  np.testing.assert_allclose(spec.probability(np.array([-1.0, 0.0, 0.5, 1.0]), np.clip),
+                             [0.0005, 0.5, 0.75, 0.9995], rtol=1e-12)
   assert len(spec.TAPS_7X7) == 24 and spec.ROW_INPUT_TAPS == ((0, -1), (0, 0))
   assert spec.layer_channels(3, 2) == slice(6, 8)
 

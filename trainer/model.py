@@ -191,8 +191,7 @@ class ProgressiveModel(keras.Model):
       pred = tf.tanh(tf.einsum('bhwlco,loc->bhwlc', tf.tanh(pre_a), kernel_b) + bias_b)
     else:
       pred = tf.tanh(tf.einsum('bhwli,lic->bhwlc', tf.tanh(pre_a), kernel_b) + bias_b)
-    pred = tf.clip_by_value(pred, -spec.PRED_CLIP, spec.PRED_CLIP)
-    return tf.reshape((pred + 1.0) / 2.0, [batch, height, width, layers * cd])
+    return tf.reshape(spec.probability(pred, tf.clip_by_value), [batch, height, width, layers * cd])
 
   def _layer_states(self, x_layers, layers):
     """s_0 = 0; s_{k+1} = layer_rnn(state_block_k(x_k)), the ConvLSTM state carried k -> k+1."""

@@ -67,6 +67,13 @@ def row_input(concat, **parts):
 EPSILON = 0.001
 PRED_CLIP = 1.0 - EPSILON
 
+
+def probability(pred, clip):
+  """P(bit = 1) from pred in any array library: (clip(pred, -PRED_CLIP, PRED_CLIP) + 1) / 2, with
+  `clip(values, low, high)` the library's clip (the codec's engine rounds the same expression in
+  float32 itself, codec/engine.py)."""
+  return (clip(pred, -PRED_CLIP, PRED_CLIP) + 1.0) / 2.0
+
 # ---- the LSTMs (row LSTM and layer_rnn) ----------------------------------------------------------
 
 # The 4h pre-activation channels are the gates in this order, h channels each.

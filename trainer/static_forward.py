@@ -104,8 +104,7 @@ def forward(model, x):
   kernel_b = _block_diagonal([kernel[0, 0] for kernel in weights('brnn/out1x1_b/kernel')])
   pre_a = _dense(rows_h, kernel_a) + biases('brnn/out1x1_a/bias')
   pred = tf.tanh(_dense(tf.tanh(pre_a), kernel_b) + biases('brnn/out1x1_b/bias'))
-  pred = tf.clip_by_value(pred, -spec.PRED_CLIP, spec.PRED_CLIP)
-  return (pred + 1.0) / 2.0
+  return spec.probability(pred, tf.clip_by_value)
 
 
 def _layer_states(model, x, layers):

@@ -36,15 +36,8 @@ def check_output_file(path, overwrite=False, flag=None, probe=True):
   if not os.path.isdir(parent):
     problem = 'is not a directory' if os.path.exists(parent) else 'does not exist'
     raise UserError(describe(name, f'cannot be written: {parent} {problem}'))
-  if not probe:
-    return absolute
-  try:
-    fd, probe = tempfile.mkstemp(dir=parent, prefix=f'.{os.path.basename(absolute)}.',
-                                 suffix=_TEMP_SUFFIX)
-  except OSError as e:
-    raise UserError(describe(name, f'cannot be written ({e.strerror})')) from None
-  os.close(fd)
-  os.remove(probe)
+  if probe:
+    _probe(parent, f'.{os.path.basename(absolute)}.', name)
   return absolute
 
 
@@ -59,13 +52,19 @@ def check_output_dir(path, flag=None, why=''):
   if not os.path.isdir(absolute):
     problem = 'is not a directory' if os.path.exists(absolute) else 'does not exist'
     raise UserError(describe(name, problem + (f'; {why}' if why else '')))
+  _probe(absolute, '.entropy-coder.', name)
+  return absolute
+
+
+def _probe(directory, prefix, name):
+  """Creates and removes a temporary file in `directory`: UserError naming `name` if it cannot
+  (read-only mounts and permissions os.access misjudges included)."""
   try:
-    fd, probe = tempfile.mkstemp(dir=absolute, prefix='.entropy-coder.', suffix=_TEMP_SUFFIX)
+    fd, path = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=_TEMP_SUFFIX)
   except OSError as e:
     raise UserError(describe(name, f'cannot be written ({e.strerror})')) from None
   os.close(fd)
-  os.remove(probe)
-  return absolute
+  os.remove(path)
 
 
 @contextlib.contextmanager

@@ -682,6 +682,23 @@ def test_an_interrupted_compress_leaves_nothing(ws, tmp_path, capsys, monkeypatc
   assert os.listdir(tmp_path) == []
 
 
+def test_an_output_place_no_file_can_be_created_in_is_refused_first(tmp_path, monkeypatch):
+  """The writability probe (a temporary file made and removed) of a file's directory and of an
+  output directory: a read-only mount is one line naming the flag and path, before any work."""
+  def read_only(*args, **kwargs):
+    raise OSError(30, 'Read-only file system')
+
+  monkeypatch.setattr(output_files.tempfile, 'mkstemp', read_only)
+  with pytest.raises(UserError) as caught:
+    output_files.check_output_file(str(tmp_path / 'x.nec'), flag='-o')
+  assert str(caught.value) == f'-o {tmp_path / "x.nec"}: cannot be written (Read-only file system)'
+  with pytest.raises(UserError) as caught:
+    output_files.check_output_dir(str(tmp_path), flag='-o')
+  assert str(caught.value) == f'-o {tmp_path}: cannot be written (Read-only file system)'
+  assert output_files.check_output_file(str(tmp_path / 'x.nec'), probe=False) == str(tmp_path / 'x.nec')
+  assert os.listdir(tmp_path) == []
+
+
 def test_atomic_output_replaces_only_when_complete(tmp_path):
   target = tmp_path / 'out.bin'
   target.write_bytes(b'old')

@@ -37,21 +37,21 @@ def frame_record(data):
 
 def write_gzip_tfrecords(path, records):
   """Writes `records` (bytes) to a GZIP TFRecord file at `path`; returns how many."""
-  count = 0
   with open(path, 'wb') as raw, _gzip_writer(raw) as out:
-    for record in records:
-      out.write(frame_record(record))
-      count += 1
-  return count
+    return _write_framed(out, records)
 
 
 def write_tfrecords(path, records):
   """Writes `records` (bytes) to an uncompressed TFRecord file; returns how many."""
-  count = 0
   with open(path, 'wb') as out:
-    for record in records:
-      out.write(frame_record(record))
-      count += 1
+    return _write_framed(out, records)
+
+
+def _write_framed(out, records):
+  count = 0
+  for record in records:
+    out.write(frame_record(record))
+    count += 1
   return count
 
 

@@ -96,18 +96,10 @@ def executor_input(spec, task_name, pipeline_root, upstream):
   task = spec.root.dag.tasks[task_name]
   component = spec.components[task.component_ref.name]
   result = pipeline_spec_pb2.ExecutorInput()
-  for key, parameter in task.inputs.parameters.items():
-    if not parameter.HasField('runtime_value') or not parameter.runtime_value.HasField('constant'):
-      raise UserError(f'task {task_name}: parameter "{key}" is not a constant; only compiled '
-                      'constants are supported locally')
-    result.inputs.parameter_values[key].CopyFrom(parameter.runtime_value.constant)
-  for key, channel in task.inputs.artifacts.items():
-    if not channel.HasField('task_output_artifact'):
-      raise UserError(f'task {task_name}: input "{key}" does not come from a task output; only '
-                      'task outputs are supported locally')
-    source = channel.task_output_artifact
-    result.inputs.artifacts[key].artifacts.append(
-        upstream[source.producer_task][source.output_artifact_key])
+  for key, constant in _constant_parameters(task_name, task).items():
+    result.inputs.parameter_values[key].CopyFrom(constant)
+  for key, (producer, output_key) in _artifact_sources(task_name, task).items():
+    result.inputs.artifacts[key].artifacts.append(upstream[producer][output_key])
   task_dir = os.path.join(pipeline_root, task_name)
   for key, definition in component.output_definitions.artifacts.items():
     artifact = result.outputs.artifacts[key].artifacts.add()
@@ -116,6 +108,31 @@ def executor_input(spec, task_name, pipeline_root, upstream):
     artifact.type.CopyFrom(definition.artifact_type)
   result.outputs.output_file = os.path.join(task_dir, EXECUTOR_OUTPUT_FILENAME)
   return result
+
+
+def _constant_parameters(task_name, task):
+  """{key: compiled constant} of a task's parameters; UserError for one that is not a constant
+  (a pipeline-run parameter, an upstream output), which a local run cannot resolve."""
+  constants = {}
+  for key, parameter in task.inputs.parameters.items():
+    if not parameter.runtime_value.HasField('constant'):
+      raise UserError(f'task {task_name}: parameter "{key}" is not a constant; only compiled '
+                      'constants are supported locally')
+    constants[key] = parameter.runtime_value.constant
+  return constants
+
+
+def _artifact_sources(task_name, task):
+  """{key: (producer task, its output key)} of a task's artifact inputs; UserError for one that
+  is not a task's output (an importer, a pipeline input)."""
+  sources = {}
+  for key, channel in task.inputs.artifacts.items():
+    if not channel.HasField('task_output_artifact'):
+      raise UserError(f'task {task_name}: input "{key}" does not come from a task output; only '
+                      'task outputs are supported locally')
+    source = channel.task_output_artifact
+    sources[key] = (source.producer_task, source.output_artifact_key)
+  return sources
 
 
 def task_commands(spec, task_name, invocation):
@@ -177,23 +194,15 @@ def check_runnable(spec, source='the pipeline spec'):
                         'the deployment spec')
       _check_container(name, executors[label])
     for name, task in tasks.items():
-      for key, parameter in task.inputs.parameters.items():
-        if not parameter.runtime_value.HasField('constant'):
-          raise UserError(f'task {name}: parameter "{key}" is not a constant; only compiled '
-                          'constants are supported locally')
-      for key, channel in task.inputs.artifacts.items():
-        if not channel.HasField('task_output_artifact'):
-          raise UserError(f'task {name}: input "{key}" does not come from a task output; only '
-                          'task outputs are supported locally')
-        source_task = channel.task_output_artifact
-        producer = tasks.get(source_task.producer_task)
+      _constant_parameters(name, task)
+      for key, (producer_name, output_key) in _artifact_sources(name, task).items():
+        producer = tasks.get(producer_name)
         if producer is None:
           continue  # task_order names the missing task
         outputs = spec.components[producer.component_ref.name].output_definitions.artifacts
-        if source_task.output_artifact_key not in outputs:
-          raise UserError(f'task {name}: input "{key}" is output "'
-                          f'{source_task.output_artifact_key}" of task '
-                          f'{source_task.producer_task}, which has no such output')
+        if output_key not in outputs:
+          raise UserError(f'task {name}: input "{key}" is output "{output_key}" of task '
+                          f'{producer_name}, which has no such output')
     task_order(spec)
   except UserError as e:
     raise UserError(describe(source, str(e))) from None

@@ -182,6 +182,11 @@ def _broken(document, how):
     tasks['SyntheticCodeGen']['dependentTasks'] = ['Pusher']
   elif how == 'unknown_producer':
     tasks['Trainer']['inputs']['artifacts']['examples']['taskOutputArtifact']['producerTask'] = 'Nope'
+  elif how == 'unknown_output':
+    tasks['Trainer']['inputs']['artifacts']['examples']['taskOutputArtifact'][
+        'outputArtifactKey'] = 'nope'
+  elif how == 'input_not_a_task_output':
+    tasks['Trainer']['inputs']['artifacts']['examples'] = {'componentInputArtifact': 'x'}
   elif how == 'vertex_pipeline_job':
     document = {'displayName': 'p', 'pipelineSpec': document, 'runtimeConfig': {}}
   elif how == 'no_tasks':
@@ -194,6 +199,8 @@ def _broken(document, how):
     ('parameter_not_constant', 'task Trainer: parameter "custom_config" is not a constant'),
     ('cycle', 'wait on each other (a cycle)'),
     ('unknown_producer', "wait on tasks it does not have: ['Nope']"),
+    ('unknown_output', 'task Trainer: input "examples" is output "nope" of task '),
+    ('input_not_a_task_output', 'task Trainer: input "examples" does not come from a task output'),
     ('vertex_pipeline_job', 'is a Vertex PipelineJob'),
     ('no_tasks', 'the pipeline has no tasks'),
 ])

@@ -36,3 +36,14 @@ def opened_user_file(path, expected, mode='r', missing='no such file'):
       if isinstance(e, UserError):
         raise
       raise UserError(describe(path, f'cannot read ({e.strerror})')) from None
+
+
+def read_user_json(path):
+  """The JSON document in a user's file (a config, settings, a model or encoder directory's
+  file): a one-line UserError naming it if it cannot be read or is not valid JSON."""
+  import json  # pylint: disable=g-import-not-at-top
+  try:
+    with opened_user_file(path, 'a JSON file') as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(describe(path, f'not valid JSON ({e})')) from None

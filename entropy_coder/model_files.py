@@ -24,7 +24,7 @@ import zipfile
 
 import numpy as np
 
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError, describe, read_user_json
 
 MODEL_JSON = 'entropy_coder_model.json'
 WEIGHTS_NPZ = 'weights.npz'
@@ -125,11 +125,7 @@ def read_model_files(path):
   """Loads and checks a model directory (any form `resolve_model_dir` accepts) -> ModelFiles."""
   model_dir = resolve_model_dir(path)
   json_path = os.path.join(model_dir, MODEL_JSON)
-  try:
-    with open(json_path, encoding='utf-8') as f:
-      document = json.load(f)
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise UserError(describe(json_path, f'not readable JSON ({e})')) from None
+  document = read_user_json(json_path)
   if not isinstance(document, dict) or document.get('format') != MODEL_FORMAT:
     raise UserError(describe(json_path, f'not an entropy-coder model file (format is not "{MODEL_FORMAT}")'))
   version = document.get('version')

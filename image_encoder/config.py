@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 
-from entropy_coder.errors import UserError, describe, opened_user_file
+from entropy_coder.errors import UserError, describe, read_user_json
 from entropy_coder.trainer import config as trainer_config
 
 FORMAT = 'entropy-coder-image-encoder'
@@ -100,11 +100,7 @@ def read_encoder_json(encoder_dir):
   if not os.path.exists(path):
     raise UserError(describe(encoder_dir, f'not an image encoder directory (no {ENCODER_JSON}; '
                              'train one with entropy-coder train-encoder)'))
-  with opened_user_file(path, 'a JSON file') as f:
-    try:
-      document = json.load(f)
-    except json.JSONDecodeError as e:
-      raise UserError(describe(path, f'not valid JSON ({e})')) from None
+  document = read_user_json(path)
   if not isinstance(document, dict) or document.get('format') != FORMAT:
     raise UserError(describe(path, f'not an image encoder file (format must be {FORMAT!r})'))
   if document.get('version') != VERSION:

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from entropy_coder.data_gen import sample_images
-from entropy_coder.errors import UserError, describe, opened_user_file
+from entropy_coder.errors import UserError, describe, read_user_json
 from entropy_coder.image_encoder import config as config_lib
 
 # What counts as a picture in a directory of them (a file named on the command line is read
@@ -97,11 +97,7 @@ def read_size(npz_path, code_height, code_width):
   full = (code_height * config_lib.DOWNSAMPLING, code_width * config_lib.DOWNSAMPLING)
   if not os.path.exists(path):
     return full
-  with opened_user_file(path, 'a JSON file') as f:
-    try:
-      values = json.load(f)
-    except json.JSONDecodeError as e:
-      raise UserError(describe(path, f'not valid JSON ({e})')) from None
+  values = read_user_json(path)
   size = (values.get('height'), values.get('width')) if isinstance(values, dict) else (None, None)
   if not all(isinstance(v, int) and not isinstance(v, bool) for v in size) or not all(
       full_v - config_lib.DOWNSAMPLING < v <= full_v for v, full_v in zip(size, full)):

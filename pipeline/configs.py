@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 from entropy_coder import codes_format
 from entropy_coder import push_gates
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError, describe, read_user_json
 from entropy_coder.trainer import config as trainer_config
 
 PIPELINE_NAME = 'entropy-coder'
@@ -162,11 +162,11 @@ def load_settings(path, base=None):
     for key in ('model_config', 'train_config'):
       file = os.path.join(path, f'{key}.json')
       if os.path.exists(file):
-        values[key] = trainer_config.read_json(file)
+        values[key] = read_user_json(file)
     if not values:
       raise UserError(describe(path, 'folder has neither model_config.json nor train_config.json'))
   else:
-    values = trainer_config.read_json(path)
+    values = read_user_json(path)
     if not isinstance(values, dict):
       raise UserError(describe(path, f'must be a JSON object, got {type(values).__name__}'))
     unknown = sorted(set(values) - _SETTING_KEYS)

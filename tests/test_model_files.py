@@ -116,7 +116,7 @@ def test_bad_files_give_one_line_errors(tmp_path):
   json_path.write_text(json.dumps(dict(document, format='other')))
   expect('not an entropy-coder model file')
   json_path.write_text('{not json')
-  expect('not readable JSON')
+  expect('not valid JSON')
   json_path.write_text(json.dumps(document))
   np.savez(tmp_path / model_files.WEIGHTS_NPZ, bad=np.array([object()], dtype=object))
   expect('not a valid weights .npz')

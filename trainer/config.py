@@ -4,11 +4,10 @@ The original read three JSON files (docs/ORIGINAL.md §4) and failed deep inside
 Here every key is validated when the file is read, and errors name the file and the key.
 """
 import dataclasses
-import json
 import os
 import typing
 
-from entropy_coder.errors import UserError, describe, opened_user_file
+from entropy_coder.errors import UserError, describe, read_user_json
 from entropy_coder.trainer import spec
 
 _CONFIG_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
@@ -181,20 +180,12 @@ def train_config_from_dict(values, source='train_config'):
   })
 
 
-def read_json(path):
-  try:
-    with opened_user_file(path, 'a JSON file') as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise UserError(describe(path, f'not valid JSON ({e})')) from None
-
-
 def load_model_config(path):
-  return model_config_from_dict(read_json(path), path)
+  return model_config_from_dict(read_user_json(path), path)
 
 
 def load_train_config(path):
-  return train_config_from_dict(read_json(path), path)
+  return train_config_from_dict(read_user_json(path), path)
 
 
 def bundled_config_path(name, kind):

@@ -2,7 +2,7 @@
 import os
 import sys
 
-from entropy_coder.errors import UserError, describe
+from entropy_coder.errors import UserError, describe, read_user_json
 
 
 def register(subparsers):
@@ -64,7 +64,7 @@ def _training_files(args):
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
   if args.input_config:
     values = config_lib.checked_fields(
-        config_lib.read_json(args.input_config), args.input_config, dict, _INPUT_CONFIG_CHECKS)
+        read_user_json(args.input_config), args.input_config, dict, _INPUT_CONFIG_CHECKS)
     return [values['data']], args.eval_examples
   root = args.examples
   if not os.path.isdir(root):

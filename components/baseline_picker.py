@@ -38,6 +38,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
+from entropy_coder import uris
+
 HAS_BASELINE = 'has_baseline'
 BASELINE_SOURCE = 'baseline_source'
 BASELINE_VERSION = 'baseline_version'
@@ -54,14 +56,10 @@ def newest_pushed_model(serving_model_dir):
   versions = sorted((int(name.rstrip('/')) for name in tf.io.gfile.listdir(serving_model_dir)
                      if _VERSION.match(name.rstrip('/'))), reverse=True)
   for version in versions:
-    path = _join(serving_model_dir, str(version))
-    if tf.io.gfile.exists(_join(path, 'saved_model.pb')):
+    path = uris.join(serving_model_dir, str(version))
+    if tf.io.gfile.exists(uris.join(path, 'saved_model.pb')):
       return path, f'baseline: the newest pushed model {path}'
   return None, f'no baseline: no pushed model version in {serving_model_dir} (nothing pushed yet)'
-
-
-def _join(directory, name):
-  return directory.rstrip('/') + '/' + name if '://' in directory else os.path.join(directory, name)
 
 
 def _copy_tree(source, destination):
@@ -69,11 +67,11 @@ def _copy_tree(source, destination):
   tf.io.gfile.makedirs(destination)
   for name in tf.io.gfile.listdir(source):
     name = name.rstrip('/')
-    path = _join(source, name)
+    path = uris.join(source, name)
     if tf.io.gfile.isdir(path):
-      _copy_tree(path, _join(destination, name))
+      _copy_tree(path, uris.join(destination, name))
     else:
-      tf.io.gfile.copy(path, _join(destination, name), overwrite=True)
+      tf.io.gfile.copy(path, uris.join(destination, name), overwrite=True)
 
 
 def pick_baseline(serving_model_dir, output_uri):
@@ -84,7 +82,7 @@ def pick_baseline(serving_model_dir, output_uri):
   tf.io.gfile.makedirs(output_uri)
   if path is None:
     return '', description
-  _copy_tree(path, _join(output_uri, SERVING_SUBDIR))
+  _copy_tree(path, uris.join(output_uri, SERVING_SUBDIR))
   return os.path.basename(path.rstrip('/')), description
 
 

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from entropy_coder import uris
+
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 'entropy-coder-imported-codes'
 MANIFEST_VERSION = 1
@@ -33,7 +35,7 @@ def _check_output_dir(output_dir, input_dir, overwrite):
     if tf.io.gfile.listdir(output_dir) and not overwrite:
       raise UserError(describe(output_dir, 'is not empty; pass --overwrite to replace its '
                                'splits and manifest'))
-  if '://' not in output_dir:  # a local path: its nearest existing ancestor must take a folder
+  if not uris.is_url(output_dir):  # a local path: its nearest existing ancestor must take a folder
     ancestor = os.path.abspath(output_dir)
     while not os.path.exists(ancestor):
       ancestor = os.path.dirname(ancestor)

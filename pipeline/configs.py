@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 from entropy_coder import codes_format
 from entropy_coder import push_gates
+from entropy_coder import uris
 from entropy_coder.errors import UserError, describe, read_user_json
 from entropy_coder.trainer import config as trainer_config
 
@@ -112,12 +113,13 @@ class RunSettings:
     # The same table-driven check (and messages) as model_config and train_config.
     trainer_config.checked_fields(values, source, dict, _FIELD_CHECKS)
     shape = codes_format.check_shape(self.code_shape, source)
-    if self.codes_dir is not None and '://' not in self.codes_dir and not os.path.isdir(self.codes_dir):
+    if (self.codes_dir is not None and not uris.is_url(self.codes_dir)
+        and not os.path.isdir(self.codes_dir)):
       raise UserError(describe(self.codes_dir, 'codes directory does not exist'))
     if self.images_dir is not None:
       if self.codes_dir is not None:
         raise UserError(f'{source}: give codes_dir or images_dir, not both')
-      if '://' not in self.images_dir and not os.path.isdir(self.images_dir):
+      if not uris.is_url(self.images_dir) and not os.path.isdir(self.images_dir):
         raise UserError(describe(self.images_dir, 'pictures directory does not exist'))
     elif self.encoder_dir is not None:
       raise UserError(f'{source}: encoder_dir is only used with images_dir')
@@ -146,7 +148,7 @@ _SETTING_KEYS = {f.name for f in dataclasses.fields(RunSettings)}
 
 def _absolute(path):
   """A local path made absolute (components run with another working directory); URLs kept."""
-  return path if path is None or '://' in path else os.path.abspath(path)
+  return path if path is None or uris.is_url(path) else os.path.abspath(path)
 
 
 def load_settings(path, base=None):

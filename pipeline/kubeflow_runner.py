@@ -21,6 +21,7 @@ on this machine, task by task, is `entropy_coder.pipeline.kfp_local`.
 """
 import os
 
+from entropy_coder import uris
 from entropy_coder.errors import UserError, describe
 from entropy_coder.pipeline import configs
 from entropy_coder.pipeline import kfp_resources
@@ -34,7 +35,7 @@ def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
   return pipeline.create_pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
-      serving_model_dir=_join(pipeline_root, configs.SERVING_MODEL_DIRNAME),
+      serving_model_dir=uris.join(pipeline_root, configs.SERVING_MODEL_DIRNAME),
       codes_dir=settings.codes_dir,
       use_resolver=False,
       baseline_from_pushes=True,
@@ -42,10 +43,6 @@ def create_kubeflow_pipeline(settings: configs.RunSettings, pipeline_root: str,
       **settings.pipeline_arguments(),
       metadata_connection_config=None,  # KFP brings its own ML-Metadata
       beam_pipeline_args=configs.IN_PROCESS_BEAM_ARGS)
-
-
-def _join(root, name):
-  return root.rstrip('/') + '/' + name if '://' in root else os.path.join(root, name)
 
 
 def compile_pipeline(output_file: str, settings: configs.RunSettings,

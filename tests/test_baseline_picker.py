@@ -80,3 +80,12 @@ def test_the_evaluator_drops_a_no_baseline_artifact_before_tfx_runs(monkeypatch)
   # TFX's own rule: has_baseline = bool(input_dict.get('baseline_model')).
   executor.Do({'model': [model]}, {}, {})
   assert 'baseline_model' not in seen[-1]
+
+
+def test_push_destinations_join_as_urls_or_local_paths():
+  """entropy_coder.uris: the one rule for `gs://` style roots (joined with "/", never made
+  absolute) and local ones (os.path), which the picker and the Kubeflow build share."""
+  from entropy_coder import uris  # pylint: disable=g-import-not-at-top
+  assert uris.is_url('gs://bucket/root') and not uris.is_url('runs/local')
+  assert uris.join('gs://bucket/root/', 'serving_model') == 'gs://bucket/root/serving_model'
+  assert uris.join('runs/local', 'serving_model') == os.path.join('runs/local', 'serving_model')

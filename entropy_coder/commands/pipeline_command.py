@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from entropy_coder import push_gates
+from entropy_coder import uris
 from entropy_coder.errors import UserError
 # Light modules (no TF, Beam or TFX at their top level): the defaults shown in --help.
 from entropy_coder.pipeline import configs
@@ -303,7 +304,7 @@ def submit(args):
 def run_compiled(args):
   import json  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import kfp_local  # pylint: disable=g-import-not-at-top
-  if '://' in args.pipeline_root:
+  if uris.is_url(args.pipeline_root):
     raise UserError(f'--pipeline-root {args.pipeline_root}: must be a local directory (the '
                     'tasks run on this machine)')
   # The spec first: a bad one fails in one line before any folder is made.

@@ -38,6 +38,7 @@ import lzma
 import math
 import os
 import sys
+import shutil
 import tempfile
 import time
 
@@ -116,6 +117,12 @@ def _parse():
   parser.add_argument('--quick', action='store_true',
                       help=f'smoke run: {QUICK_RUNS}, 20 steps, the test pictures cropped to 64x64')
   parser.add_argument('--seed', type=int, default=0, help='model init and shuffle seed')
+  parser.add_argument('--keep-models', metavar='DIR',
+                      help='also write each run\'s exported model to DIR/<label> (for '
+                      '--models later)')
+  parser.add_argument('--models', metavar='DIR',
+                      help='no training: compress with the models a --keep-models run wrote '
+                      'to DIR/<label> (its JSON still holds the training figures)')
   parser.add_argument('--out', help='results JSON')
   parser.add_argument('--plot', help='PNG bar chart')
   parser.add_argument('--from-json', nargs='+', metavar='JSON',
@@ -319,8 +326,12 @@ def classical(kind, grays, codes):
 # ---- the entropy coder ---------------------------------------------------------------------------
 
 
+def _model_dir_of(root, label):
+  return os.path.join(root, label.replace(' ', '_'))
+
+
 def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, verify, grays=None,
-                       encoder=None):
+                       encoder=None, keep_models=None, models=None):
   from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.codec import api  # pylint: disable=g-import-not-at-top
   from entropy_coder.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
@@ -329,18 +340,33 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
   model_config = config_lib.model_config_from_dict(run['model'], run['label'])
   train_config = config_lib.train_config_from_dict(dict(run['train'], crop=TILES[run['kind']]),
                                                    run['label'])
-  train_file, validation_file, _ = files
-  run_dir = tempfile.mkdtemp(prefix='run_', dir=work_dir)
-  trainer = train_loop.Trainer(model_config, train_config, run_dir, seed=seed, xla=False)
-  start = time.perf_counter()
-  lines = []
-  result = trainer.fit(train_file, steps, eval_patterns=validation_file,
-                       log_every=max(eval_every, 1), eval_every=eval_every,
-                       progress=lambda line: (lines.append(line), _log(f'{run["label"]}: {line}')))
-  train_seconds = time.perf_counter() - start
-  model_dir = os.path.join(run_dir, 'model')
-  with trainer.best_weights():
-    model_files.write_model_files(model_dir, trainer.model.named_weights(), model_config.to_dict())
+  if models:  # a kept model: its training figures come from the run that kept it
+    model_dir = os.path.join(_model_dir_of(models, run['label']), 'model')
+    with open(os.path.join(_model_dir_of(models, run['label']), 'training.json')) as f:
+      training = json.load(f)
+  else:
+    train_file, validation_file, _ = files
+    run_dir = tempfile.mkdtemp(prefix='run_', dir=work_dir)
+    trainer = train_loop.Trainer(model_config, train_config, run_dir, seed=seed, xla=False)
+    start = time.perf_counter()
+    result = trainer.fit(train_file, steps, eval_patterns=validation_file,
+                         log_every=max(eval_every, 1), eval_every=eval_every,
+                         progress=lambda line: _log(f'{run["label"]}: {line}'))
+    best = trainer.best
+    training = {'steps': result.steps, 'train_code_length': result.train_code_length,
+                'validation_last': result.eval_code_length,
+                'kept_step': best.step if best else result.steps,
+                'validation_kept': best.eval_code_length if best else result.eval_code_length,
+                'train_seconds': time.perf_counter() - start}
+    model_dir = os.path.join(run_dir, 'model')
+    with trainer.best_weights():
+      model_files.write_model_files(model_dir, trainer.model.named_weights(),
+                                    model_config.to_dict())
+    if keep_models:
+      kept = _model_dir_of(keep_models, run['label'])
+      shutil.copytree(model_dir, os.path.join(kept, 'model'), dirs_exist_ok=True)
+      with open(os.path.join(kept, 'training.json'), 'w') as f:
+        json.dump(training, f, indent=1)
   model = model_files.read_model_files(model_dir)
   from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
   per_picture, file_bits, theory_bits, code_bits, model_only_bits = {}, 0, 0.0, 0, 0
@@ -361,20 +387,16 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
     code_bits += stats.code_bits
   codec_seconds = time.perf_counter() - start
   iterations = (neural_iterations(encoder, grays, model, api) if run['kind'] == NEURAL else None)
-  best = trainer.best
   return {
       'label': run['label'], 'kind': run['kind'], 'model_config': model_config.to_dict(),
       'train_config': train_config.to_dict(),
       'parameters': model_lib.parameter_count(model_config),
-      'steps': result.steps, 'train_code_length': result.train_code_length,
-      'validation_last': result.eval_code_length,
-      'kept_step': best.step if best else result.steps,
-      'validation_kept': best.eval_code_length if best else result.eval_code_length,
-      'overfitting_note': train_loop.overfitting_note(result.train_code_length,
-                                                      result.eval_code_length),
+      **training,
+      'overfitting_note': train_loop.overfitting_note(training['train_code_length'],
+                                                      training['validation_last']),
       'real_bits_per_bit': file_bits / code_bits, 'theory_bits_per_bit': theory_bits / code_bits,
       'model_only_real_bits_per_bit': model_only_bits / code_bits,
-      'per_picture': per_picture, 'train_seconds': train_seconds,
+      'per_picture': per_picture,
       'codec_seconds': codec_seconds, 'neural_iterations': iterations,
   }
 
@@ -511,11 +533,13 @@ def measure(args):
     start = time.perf_counter()
     results['classical'][kind] = classical(kind, grays, codes)
     _log(f'{kind}: classical coders in {time.perf_counter() - start:.1f} s')
-    files = training_files(kind, make, grays, codes, work_dir, augment=not args.no_augment)
-    results['training_codes'][kind] = files[2]
+    files = (None if args.models else
+             training_files(kind, make, grays, codes, work_dir, augment=not args.no_augment))
+    results['training_codes'][kind] = files[2] if files else None
     for run in kind_runs:
       outcome = train_and_compress(run, codes, files, steps, eval_every, args.seed, work_dir,
-                                   args.verify, grays, args.encoder)
+                                   args.verify, grays, args.encoder, args.keep_models,
+                                   args.models)
       _log(f'{run["label"]}: real {outcome["real_bits_per_bit"]:.4f}, theory '
            f'{outcome["theory_bits_per_bit"]:.4f} bits/bit (train {outcome["train_seconds"]:.0f} s)')
       results['runs'].append(outcome)

@@ -5,7 +5,8 @@
     group equal shapes into chunks             check model fingerprint / flags / depths
     per chunk (threads): ChunkCoder.encode     per chunk (threads): ChunkCoder.decode
       (the known bits feed each pixel step)      (each pixel step's bits decoded from the stream)
-      layer done: range-encode the layer         ... and check the stream was used up
+      layer done: mix (v4), cost the methods     ... and check the stream was used up
+    choose methods, range-encode the streams
     CRC32 per chunk, pack the file             CRC32 check per chunk, restore the input order
 
 Both directions make the same per-pixel engine calls (engine.ChunkCoder); see engine.py for
@@ -29,6 +30,7 @@ import numpy as np
 
 from entropy_coder.codec import bitstream
 from entropy_coder.codec import fallback as fallback_
+from entropy_coder.codec import mixing
 from entropy_coder.codec.engine import ChunkCoder
 from entropy_coder.codec.engine_weights import build_network
 from entropy_coder.codec.range_coder import StreamDecoder
@@ -161,20 +163,32 @@ class _Progress:
       self._callback(self._done, self._total)
 
 
-def _encode_chunk(net, codes, progress, with_theory, fallback=True, coder_id=bitstream.CODER_ID):
+def _mixer(net, coder, streams=None):
+  """The mixing stage (codec/mixing.py) of a ChunkCoder's batch; streams: each code's stream
+  (default: one stream for the batch)."""
+  batch, height, width = coder.shape
+  return mixing.Mixer(batch, height, width, coder.layers, net.layer_depth, net.channel_causal,
+                      coder.schedule, streams)
+
+
+def _encode_chunk(net, codes, progress, with_theory, fallback=True, coder_id=bitstream.CODER_ID,
+                  mixed=False):
   """codes uint8 [B, H, W, D] -> ((methods, (model stream, adaptive, raw segments)),
-  theoretical bits or 0.0). fallback=False: every layer in the model's stream (version <= 2)."""
+  theoretical bits or 0.0). fallback=False: every layer in the model's stream (version <= 2);
+  mixed: the model stream mixes (version 4)."""
   batch, height, width, depth = codes.shape
   cd = net.layer_depth
-  costs = fallback_.LayerCosts(codes, cd, fallback)
+  costs = fallback_.LayerCosts(codes, cd, fallback, mixed)
+  coder = ChunkCoder(net, batch, height, width, depth // cd, coder_id)
+  mixer = _mixer(net, coder) if mixed else None
 
   def layer_done(k, out_p, out_q, layer_bits):
     # The symbols in the decoder's (coding) order, as layer_done hands them.
-    costs.model_layer(k, layer_bits, out_q.reshape(-1),
-                      _code_length(layer_bits, out_p) if with_theory else 0.0)
+    q = mixer.pass_layer(k, out_q, layer_bits) if mixer else out_q.reshape(-1)
+    costs.model_layer(k, layer_bits, q, _code_length(layer_bits, out_p) if with_theory else 0.0)
     progress.add(layer_bits.size)
 
-  decoded = ChunkCoder(net, batch, height, width, depth // cd, coder_id).encode(codes, layer_done)
+  decoded = coder.encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
   return _chosen(costs, with_theory)
@@ -198,7 +212,13 @@ def _code_length(bits, p_model):
   return total
 
 
-def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id):
+def _corrupt_stream(source):
+  return UserError(describe(source, 'corrupt compressed stream (it does not decode into exactly '
+                            'its own length; damaged file or wrong model)'))
+
+
+def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id,
+                  version=bitstream.VERSION):
   """One chunk's stream and segments -> (codes uint8 [B, H, W, D], theoretical bits or 0.0)."""
   cd = net.layer_depth
   known = fallback_.decode_known(chunk, segments, cd, source)
@@ -206,7 +226,15 @@ def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id)
   if len(known) == layers and not with_theory:  # nothing left for the model
     progress.add(chunk.code_bits)
     return np.concatenate([known[k] for k in range(layers)], axis=3), (0.0, 0.0)
-  decoder = StreamDecoder(segments[0], source)
+  coder = ChunkCoder(net, chunk.samples, chunk.height, chunk.width, layers, coder_id)
+  mixer = _mixer(net, coder) if version >= bitstream.MIXED_VERSION else None
+  stream = None
+  if mixer:
+    mixer.start_decoding([segments[0]])
+    decode_bits = mixer.decode
+  else:
+    stream = StreamDecoder(segments[0], source)
+    decode_bits = stream.decode
   row_bits = chunk.width * cd * chunk.samples
   theory = np.zeros(layers)
 
@@ -214,16 +242,21 @@ def _decode_chunk(net, chunk, segments, source, progress, with_theory, coder_id)
     progress.add(row_bits)
 
   def layer_done(k, out_p, out_q, layer_bits):
+    if mixer and k in known:  # the mixer sees every layer, whichever method coded it
+      mixer.pass_layer(k, out_q, layer_bits)
     if with_theory:
       theory[k] = _code_length(layer_bits, out_p)
 
-  codes = ChunkCoder(net, chunk.samples, chunk.height, chunk.width,
-                     chunk.depth // cd, coder_id).decode(decoder.decode, layer_done, row_done, known)
+  codes = coder.decode(decode_bits, layer_done, row_done, known)
   if chunk.payload_bytes:
-    decoder.check_consumed()
+    if mixer and not mixer.used_exactly(0):
+      raise _corrupt_stream(source)
+    if stream:
+      stream.check_consumed()
   if not with_theory:
     return codes, (0.0, 0.0)
-  coded = fallback_.ideal_bits([chunk.method_of(k) for k in range(layers)], theory,
+  stream_ideal = [mixer.layer_cost(0, k) for k in range(layers)] if mixer else theory
+  coded = fallback_.ideal_bits([chunk.method_of(k) for k in range(layers)], stream_ideal,
                                lambda k: fallback_.layer_blocks(codes, cd, k))
   return codes, (sum(theory), coded)
 
@@ -262,7 +295,8 @@ def compress_with_stats(codes, model_files, progress=None, source_format=bitstre
   def job(indices):
     batch = np.stack([checked[i] for i in indices])
     coded, ideal = _encode_chunk(net, batch, counter, theory, format_version >= 3,
-                                 bitstream.coder_written(format_version))
+                                 bitstream.coder_written(format_version),
+                                 format_version >= bitstream.MIXED_VERSION)
     return coded, ideal, bitstream.packed_bits(batch) if format_version != 1 else b''
 
   results = _run_parallel([lambda indices=indices: job(indices) for _, indices in plan], threads)
@@ -346,7 +380,7 @@ def check_model(header, model_files, source='<data>'):
   for chunk in header.chunks:
     net.layers_of(chunk.depth, source)
     if header.version >= 3:
-      fallback_.check_chunk(chunk, net.layer_depth, source)
+      fallback_.check_chunk(chunk, net.layer_depth, source, header.version)
   return net
 
 
@@ -365,7 +399,7 @@ def decompress_with_stats(data, model_files, progress=None, source='<data>', thr
   payloads = list(bitstream.chunk_segments(data, header))
   jobs = [lambda chunk=chunk, payload=payload, i=i:
           _decode_chunk(net, chunk, payload, f'{source} chunk {i}', counter, theory,
-                        header.coder_id)
+                        header.coder_id, header.version)
           for i, (chunk, payload) in enumerate(zip(header.chunks, payloads))]
   results = _run_parallel(jobs, threads)
   bitstream.verify_decoded(header, [chunk_codes for chunk_codes, _ in results], source)
@@ -401,33 +435,42 @@ def decompress(data, model_files, progress=None, **options):
 EACH_WINDOW = 4 * MAX_CHUNK_SAMPLES
 
 
-def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstream.CODER_ID):
+def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstream.CODER_ID,
+                       mixed=False):
   """codes uint8 [B, H, W, D] -> per code ((methods, segments), theoretical bits): what
   _encode_chunk writes for that code alone."""
-  batch = codes.shape[0]
-  costs = [fallback_.LayerCosts(codes[b:b + 1], net.layer_depth, fallback) for b in range(batch)]
+  batch, height, width, depth = codes.shape
+  costs = [fallback_.LayerCosts(codes[b:b + 1], net.layer_depth, fallback, mixed)
+           for b in range(batch)]
+  coder = ChunkCoder(net, batch, height, width, depth // net.layer_depth, coder_id)
+  mixer = _mixer(net, coder, np.arange(batch)) if mixed else None  # a stream per code
 
   def layer_done(k, out_p, out_q, layer_bits):
     # [H*W, cd, B] in coding order: column b is code b's symbols in its own stream's order.
-    bits, q, p = (a.reshape(-1, batch) for a in (layer_bits, out_q, out_p))
+    coded_q = mixer.pass_layer(k, out_q, layer_bits) if mixer else out_q
+    bits, q, p = (a.reshape(-1, batch) for a in (layer_bits, coded_q, out_p))
     for b, cost in enumerate(costs):
       column = np.ascontiguousarray(bits[:, b])
       cost.model_layer(k, column, np.ascontiguousarray(q[:, b]),
                        _code_length(column, np.ascontiguousarray(p[:, b])) if with_theory else 0.0)
 
-  _, height, width, depth = codes.shape
-  decoded = ChunkCoder(net, batch, height, width, depth // net.layer_depth,
-                       coder_id).encode(codes, layer_done)
+  decoded = coder.encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed
     raise AssertionError('engine did not reproduce the input codes')
   return [_chosen(cost, with_theory) for cost in costs]
 
 
-def _decode_separately(net, chunk_shape, payloads, sources, with_theory):
+def _decode_separately(net, chunk_shape, payloads, sources, with_theory,
+                       version=bitstream.VERSION):
   """One-code files of one shape, each its own stream, decoded in one engine batch -> (codes
   uint8 [B, H, W, D], theoretical bits per code). UserError naming the file whose stream fails."""
   batch = len(payloads)
   height, width, depth = chunk_shape
+  coder = ChunkCoder(net, batch, height, width, depth // net.layer_depth)
+  if version >= bitstream.MIXED_VERSION:
+    mixer = _mixer(net, coder, np.arange(batch))
+    mixer.start_decoding(payloads)
+    return _decode_mixed_separately(coder, mixer, sources, with_theory)
   decoders = [StreamDecoder(payload, source) for payload, source in zip(payloads, sources)]
   theory = [0.0] * batch
 
@@ -441,16 +484,31 @@ def _decode_separately(net, chunk_shape, payloads, sources, with_theory):
       bits[b] = decode[b](by_code[b])
     return bits.T.reshape(-1)
 
-  def layer_done(k, out_p, out_q, layer_bits):
-    if with_theory:
-      columns, p = layer_bits.reshape(-1, batch), out_p.reshape(-1, batch)
-      for b in range(batch):
-        theory[b] += _code_length(np.ascontiguousarray(columns[:, b]), np.ascontiguousarray(p[:, b]))
-
-  codes = ChunkCoder(net, batch, height, width, depth // net.layer_depth).decode(decode_bits,
-                                                                                layer_done)
+  layer_done = _theory_columns(theory, batch) if with_theory else (lambda *_: None)
+  codes = coder.decode(decode_bits, layer_done)
   for decoder in decoders:
     decoder.check_consumed()
+  return codes, theory
+
+
+def _theory_columns(theory, batch):
+  """layer_done that adds each code's (column's) theoretical bits to theory[b]."""
+  def layer_done(k, out_p, out_q, layer_bits):
+    columns, p = layer_bits.reshape(-1, batch), out_p.reshape(-1, batch)
+    for b in range(batch):
+      theory[b] += _code_length(np.ascontiguousarray(columns[:, b]), np.ascontiguousarray(p[:, b]))
+  return layer_done
+
+
+def _decode_mixed_separately(coder, mixer, sources, with_theory):
+  """_decode_separately of version-4 files: one mixer, a stream per code."""
+  batch = len(sources)
+  theory = [0.0] * batch
+  layer_done = _theory_columns(theory, batch) if with_theory else (lambda *_: None)
+  codes = coder.decode(mixer.decode, layer_done)
+  for b, source in enumerate(sources):
+    if not mixer.used_exactly(b):
+      raise _corrupt_stream(source)
   return codes, theory
 
 
@@ -509,7 +567,8 @@ def compress_each(inputs, model_files, threads=None, theory=True, format_version
     jobs = [lambda members=[good[j] for j in indices]: (
                 members, _encode_separately(net, np.stack([checked[i] for i in members]), theory,
                                             format_version >= 3,
-                                            bitstream.coder_written(format_version)))
+                                            bitstream.coder_written(format_version),
+                                            format_version >= bitstream.MIXED_VERSION))
             for _, indices in plan]
     coded = {}
     for members, results in _run_parallel(jobs, threads):
@@ -538,7 +597,8 @@ def decompress_each(items, model_files, threads=None, theory=True):
       return False  # decompress_with_stats raises it in its turn
     # A file with layers coded outside the model decodes alone (its known layers are its own).
     return (header.sample_count == 1 and not any(header.chunks[0].methods)
-            and header.coder_id == bitstream.CODER_ID)  # _decode_separately: coder CODER_ID
+            and header.coder_id == bitstream.CODER_ID  # _decode_separately: coder CODER_ID
+            and header.version == bitstream.VERSION)   # and one kind of model stream
 
   net = _network(model_files)
   for window, batched in _in_windows(items, single):
@@ -565,7 +625,7 @@ def decompress_each(items, model_files, threads=None, theory=True):
         codes, ideals = _decode_separately(
             net, _chunk_shape(headers[0]),
             [next(bitstream.chunk_payloads(prepared[i][0], prepared[i][1])) for i in members],
-            [f'{window[i][1]} chunk 0' for i in members], theory)
+            [f'{window[i][1]} chunk 0' for i in members], theory, bitstream.VERSION)
       except UserError:
         return None  # one damaged stream: the files are decoded alone, in turn, to name it
       return [(i, codes[b:b + 1], ideal) for b, (i, ideal) in enumerate(zip(members, ideals))]

@@ -46,8 +46,11 @@ from entropy_coder import leb128
 from entropy_coder.errors import UserError, describe
 
 MAGIC = b'\x89NEC'               # 'NEC' = neural entropy coder; \x89 catches 7-bit transfers
-VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
+# The first version whose model stream is codec/mixing.py's (binary range coder, its length in
+# bytes); versions 2 and 3 hold constriction's stream, its length in 4-byte words.
+MIXED_VERSION = 4
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
 # q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py),
 # a layer's symbols in raster order (codec/schedule.py `raster`).
@@ -71,7 +74,7 @@ SOURCE_MASK = 0x0C
 FLAG_SOURCE_LAYER_DEPTH = 0x10   # v2: the input .npz's layer_depth is stored (it differs from the model's)
 FLAG_ONE_CODE = 0x20             # v2: one chunk of one code; no chunk count, no sample count
 FLAG_METHODS = 0x40              # v3: the chunk table has per-layer methods (some layer is not MODEL)
-_KNOWN_FLAGS = {2: 0x3F, 3: 0x7F}
+_KNOWN_FLAGS = {2: 0x3F, 3: 0x7F, 4: 0x7F}
 
 # Version 3: how each layer of a chunk is coded (codec/fallback.py picks, per chunk and layer).
 METHOD_MODEL = 0      # the model's range-coder stream
@@ -287,8 +290,8 @@ def pack(header_fields, chunks, sample_index, chunk_bits, payloads, version=VERS
   order. payloads: per chunk, its stream (a multiple of 4 bytes, as its Chunk says) followed by
   its adaptive and raw segments (version 3; their lengths and the methods are the Chunk's).
   """
-  if version not in (2, 3):
-    raise ValueError(f'pack writes versions 2 and 3, not {version}')
+  if version not in (2, 3, 4):
+    raise ValueError(f'pack writes versions 2, 3 and 4, not {version}')
   sample_index = list(sample_index)
   reordered = sample_index != list(range(len(sample_index)))
   one_code = len(chunks) == 1 and chunks[0].samples == 1
@@ -306,7 +309,7 @@ def pack(header_fields, chunks, sample_index, chunk_bits, payloads, version=VERS
     head += varint(len(chunks))
   for chunk, payload in zip(chunks, payloads, strict=True):
     fallback = any(chunk.methods)
-    if (chunk.total_bytes != len(payload) or chunk.payload_bytes % 4
+    if (chunk.total_bytes != len(payload) or (version < MIXED_VERSION and chunk.payload_bytes % 4)
         or not (chunk.payload_bytes or fallback) or (fallback and version == 2)
         or bool(chunk.adaptive_bytes) != (METHOD_ADAPTIVE in chunk.methods)
         or bool(chunk.raw_bytes) != (METHOD_RAW in chunk.methods)):
@@ -320,7 +323,7 @@ def pack(header_fields, chunks, sample_index, chunk_bits, payloads, version=VERS
         head += varint(chunk.adaptive_bytes)
       if chunk.raw_bytes:
         head += varint(chunk.raw_bytes)
-    head += varint(chunk.payload_bytes // 4)
+    head += varint(chunk.payload_bytes if version >= MIXED_VERSION else chunk.payload_bytes // 4)
   if reordered:
     head += b''.join(varint(i) for i in sample_index)
   crc = zlib.crc32(head)
@@ -364,7 +367,7 @@ def parse(data, source):
   if data[:len(MAGIC)] != MAGIC:
     fail('not an entropy-coder compressed file (wrong magic)')
   version = data[len(MAGIC)]  # version 1 files begin with V1_MAGIC instead
-  if version not in (2, 3):
+  if version not in (2, 3, 4):
     fail(f'compressed-file version {version} is not supported (this build reads versions '
          f'{", ".join(map(str, READ_VERSIONS))})')
   return _parse_v2(data, fail, version)
@@ -431,7 +434,7 @@ def _parse_v2(data, fail, version):
     height, width, depth = reader.varint(), reader.varint(), reader.varint()
     samples = 1 if one_code else reader.varint()
     methods, adaptive_bytes, raw_bytes = (), 0, 0
-    if version == 3 and flags & FLAG_METHODS:
+    if version >= 3 and flags & FLAG_METHODS:
       methods = _parse_methods(reader, fail)
       adaptive_bytes = reader.varint() if METHOD_ADAPTIVE in methods else 0
       raw_bytes = reader.varint() if METHOD_RAW in methods else 0
@@ -464,12 +467,13 @@ def _parse_v2(data, fail, version):
   # payload (streams are back to back, so none can overlap another or reach past the end), and
   # the work bound on every chunk, hence on the whole file's declared output.
   chunks = []
-  for height, width, depth, samples, words, methods, adaptive_bytes, raw_bytes in entries:
-    chunk = Chunk(height, width, depth, samples, 4 * words, methods, adaptive_bytes, raw_bytes)
+  unit = 1 if version >= MIXED_VERSION else 4  # the model stream's length: bytes or words
+  for height, width, depth, samples, size, methods, adaptive_bytes, raw_bytes in entries:
+    chunk = Chunk(height, width, depth, samples, unit * size, methods, adaptive_bytes, raw_bytes)
     # Every stream or segment present holds at least one word or byte (pack writes no others),
     # and a chunk has a model stream unless a layer is coded otherwise.
     if (min(height, width, depth, samples) < 1 or max(height, width, depth) > MAX_DIM
-        or not (words or methods)
+        or not (size or methods)
         or (METHOD_ADAPTIVE in methods and adaptive_bytes < 1)
         or (METHOD_RAW in methods and raw_bytes < 1)
         or len(methods) > depth):
@@ -480,7 +484,7 @@ def _parse_v2(data, fail, version):
   if len(data) != payload_start + payload_size:
     what = 'truncated' if len(data) < payload_start + payload_size else 'trailing bytes after the payload'
     fail(f'{what}: {len(data)} bytes, expected {payload_start + payload_size}')
-  _check_work(chunks, fail)
+  _check_work(chunks, fail, version)
   if index is None:
     index = list(range(sample_count))
   elif sorted(index) != list(range(sample_count)):
@@ -494,18 +498,28 @@ def _parse_v2(data, fail, version):
                 header_size=payload_start)
 
 
-def chunk_capacity(chunk):
-  """The most code bits a chunk's streams and segments can hold (max_code_bits,
+def max_model_symbols(payload_bytes, version):
+  """The most symbols a chunk's model stream of `payload_bytes` can hold: constriction's
+  (max_code_bits, versions 2 and 3) or the binary range coder's (max_adaptive_symbols, version
+  4, whose mixed probabilities keep to the same [Q_MIN, Q_MAX])."""
+  if not payload_bytes:
+    return 0
+  return (max_adaptive_symbols(payload_bytes) if version >= MIXED_VERSION
+          else max_code_bits(payload_bytes))
+
+
+def chunk_capacity(chunk, version):
+  """The most code bits a chunk's streams and segments can hold (max_model_symbols,
   max_adaptive_symbols, 8 a byte raw)."""
-  return ((max_code_bits(chunk.payload_bytes) if chunk.payload_bytes else 0)
+  return (max_model_symbols(chunk.payload_bytes, version)
           + max_adaptive_symbols(chunk.adaptive_bytes) + 8 * chunk.raw_bytes)
 
 
-def _check_work(chunks, fail):
+def _check_work(chunks, fail, version):
   for i, chunk in enumerate(chunks):
-    if chunk.code_bits > chunk_capacity(chunk):
+    if chunk.code_bits > chunk_capacity(chunk, version):
       fail(f'corrupt chunk table: chunk {i} declares {chunk.code_bits} code bits, which cannot '
-           f'come from {chunk.total_bytes} bytes (at most {chunk_capacity(chunk)})')
+           f'come from {chunk.total_bytes} bytes (at most {chunk_capacity(chunk, version)})')
 
 
 def _parse_v1(data, fail):
@@ -549,7 +563,7 @@ def _parse_v1(data, fail):
     chunks.append(chunk)
   if sum(c.samples for c in chunks) != sample_count or sum(c.payload_bytes for c in chunks) != payload_size:
     fail('corrupt header (chunk table does not add up)')
-  _check_work(chunks, fail)
+  _check_work(chunks, fail, 1)
   crcs = [V1_SAMPLE_ENTRY.unpack_from(data, offset + 4 * i)[0] for i in range(sample_count)]
   offset += 4 * sample_count
   index = list(range(sample_count))

@@ -21,6 +21,7 @@ import numpy as np
 
 from entropy_coder.codec import adaptive
 from entropy_coder.codec import bitstream
+from entropy_coder.codec import mixing
 from entropy_coder.codec.bitstream import METHOD_ADAPTIVE, METHOD_MODEL, METHOD_RAW
 from entropy_coder.codec.range_coder import StreamEncoder
 from entropy_coder.errors import UserError, describe
@@ -47,21 +48,32 @@ def layer_blocks(codes, layer_depth, k):
 
 class LayerCosts:
   """One stream's codes (uint8 [B, H, W, D], the codes that share it): collects the model's
-  symbols per layer from layer_done (`model_layer`), then `choose`s the methods."""
+  symbols per layer from layer_done (`model_layer`), then `choose`s the methods.
 
-  def __init__(self, codes, layer_depth, fallback=True):
+  mixed: the model stream is version 4's (codec/mixing.py): `model_layer` gets the mixed q
+  (uint16) and the stream is the binary range coder's; otherwise constriction's (versions 2, 3)."""
+
+  def __init__(self, codes, layer_depth, fallback=True, mixed=False):
     self.codes = codes
     self.layer_depth = layer_depth
     self.layers = codes.shape[3] // layer_depth
     self.fallback = fallback
+    self.mixed = mixed
     self._model = [None] * self.layers       # (bits uint8, q uint16 * 2^-16), coding order
     self.model_bits = np.zeros(self.layers)
     self.model_ideal = np.zeros(self.layers)
     self._adaptive_bits = None
 
   def model_layer(self, k, bits, q, ideal=0.0):
-    """Layer k's symbols in the model stream's order: bits {0,1} and coded P(1) on the grid;
-    ideal: the model's unquantised code length of the layer (for `ideal_bits`)."""
+    """Layer k's symbols in the model stream's order: bits {0,1} and coded P(1) on the grid
+    (float64, or uint16 * 2^-16 when mixed); ideal: the model's unquantised code length of the
+    layer (the theoretical figure)."""
+    if self.mixed:
+      q16 = np.ascontiguousarray(q, np.uint16)
+      self.model_bits[k] = coded_cost(np.ascontiguousarray(bits), q16 / float(bitstream.PROB_ONE))
+      self.model_ideal[k] = ideal
+      self._model[k] = (np.array(bits, np.uint8), q16.copy())
+      return
     self.model_bits[k] = coded_cost(np.ascontiguousarray(bits), np.ascontiguousarray(q))
     self.model_ideal[k] = ideal
     if self.fallback:
@@ -70,6 +82,12 @@ class LayerCosts:
       self._model[k] = (np.array(bits, np.int32), np.array(q, np.float64))  # copies: the engine reuses its buffers
 
   def _model_stream(self, methods):
+    if self.mixed:
+      layers = [self._model[k] for k, method in enumerate(methods) if method == METHOD_MODEL]
+      if not layers:
+        return b''
+      return mixing.encode_stream(np.concatenate([bits for bits, _ in layers]),
+                                  np.concatenate([q for _, q in layers]))
     encoder = StreamEncoder()
     for k, method in enumerate(methods):
       if method == METHOD_MODEL:
@@ -107,20 +125,22 @@ class LayerCosts:
     best = None
     for methods in candidates:
       segments = self._segments(methods)
-      size = sum(map(len, segments)) + table_bytes(methods, segments)
+      size = sum(map(len, segments)) + table_bytes(methods, segments, self.mixed)
       if best is None or size < best[0]:
         best = (size, methods, segments)
     return best[1], best[2]
 
   def ideal_bits(self, methods):
-    """The ideal code length of what `methods` code (after `choose`): ideal_bits."""
-    return ideal_bits(methods, self.model_ideal,
+    """The ideal code length of what `methods` code (after `choose`): ideal_bits. A mixed
+    stream's ideal is its coded cost (the mixed q is what it codes)."""
+    return ideal_bits(methods, self.model_bits if self.mixed else self.model_ideal,
                       lambda k: layer_blocks(self.codes, self.layer_depth, k))
 
 
 def ideal_bits(methods, model_ideal, blocks_of):
-  """What the payload would cost with ideal streams: per layer the model's unquantised code
-  length (MODEL; model_ideal[k]), the adaptive coder's own (ADAPTIVE), 1 a bit (RAW).
+  """What the payload would cost with ideal streams: per layer the model stream's (MODEL;
+  model_ideal[k]: the model's unquantised code length, or version 4's mixed cost), the adaptive
+  coder's own (ADAPTIVE), 1 a bit (RAW).
   blocks_of(k): layer k as uint8 [B, H*W, cd]. The payload's excess over it is the coders'
   termination and rounding only (CodingStats.gap)."""
   total = 0.0
@@ -134,11 +154,12 @@ def ideal_bits(methods, model_ideal, blocks_of):
   return total
 
 
-def table_bytes(methods, segments):
+def table_bytes(methods, segments, mixed=False):
   """The chunk-table bytes that depend on the methods: the method field, segment lengths and
-  the model stream's word count."""
+  the model stream's length (bytes when mixed, version 4; words before)."""
   model, adaptive_bytes, raw_bytes = segments
-  size = len(bitstream.method_field(methods)) + len(bitstream.varint(len(model) // 4))
+  size = len(bitstream.method_field(methods)) + len(bitstream.varint(len(model) if mixed
+                                                                     else len(model) // 4))
   if adaptive_bytes:
     size += len(bitstream.varint(len(adaptive_bytes)))
   if raw_bytes:
@@ -154,8 +175,8 @@ def layers_by_method(chunk, layers):
   return by_method
 
 
-def check_chunk(chunk, layer_depth, source):
-  """The version-3 checks that need the model's layer_depth: methods only for layers that
+def check_chunk(chunk, layer_depth, source, version):
+  """The version-3 and 4 checks that need the model's layer_depth: methods only for layers that
   exist, each stream or segment bounded by what its bytes can hold, the raw segment exact."""
   layers = chunk.depth // layer_depth
   if len(chunk.methods) > layers:
@@ -165,7 +186,7 @@ def check_chunk(chunk, layer_depth, source):
   count = {m: len(ks) for m, ks in layers_by_method(chunk, layers).items()}
   model_bits, adaptive_bits = count[METHOD_MODEL] * layer_bits, count[METHOD_ADAPTIVE] * layer_bits
   if (bool(model_bits) != bool(chunk.payload_bytes)
-      or model_bits > (bitstream.max_code_bits(chunk.payload_bytes) if chunk.payload_bytes else 0)
+      or model_bits > bitstream.max_model_symbols(chunk.payload_bytes, version)
       or adaptive_bits > bitstream.max_adaptive_symbols(chunk.adaptive_bytes)
       or chunk.raw_bytes != -(-count[METHOD_RAW] * layer_bits // 8)):
     raise UserError(describe(source, 'corrupt chunk table (segment lengths do not fit the '

@@ -247,8 +247,8 @@ def test_wrong_magic_and_version(model, packed):
   assert 'wrong magic' in _error(b'PK\x03\x04' + packed[4:], model)
   assert 'wrong magic' in _error(b'', model)
   newer = bytearray(packed)
-  newer[4] = 4
-  assert 'version 4 is not supported (this build reads versions 1, 2, 3)' in _error(bytes(newer), model)
+  newer[4] = 5
+  assert 'version 5 is not supported (this build reads versions 1, 2, 3, 4)' in _error(bytes(newer), model)
   other_coder = bytearray(packed)
   other_coder[5] = 99
   assert 'corrupt header' in _error(bytes(other_coder), model)  # damage: the check fails

@@ -58,8 +58,8 @@ def test_wrong_magic_and_version(model, packed):
   assert 'wrong magic' in _error(b'PK\x03\x04' + packed[4:], model)
   assert 'wrong magic' in _error(b'', model)
   newer = bytearray(packed)
-  newer[8:10] = struct.pack('<H', 4)
-  assert 'version 4 is not supported (this build reads versions 1, 2, 3)' in _error(bytes(newer), model)
+  newer[8:10] = struct.pack('<H', 5)
+  assert 'version 5 is not supported (this build reads versions 1, 2, 3, 4)' in _error(bytes(newer), model)
   other_coder = bytearray(packed)
   other_coder[10] = 99
   assert 'unknown coder' in _error(bytes(other_coder), model)

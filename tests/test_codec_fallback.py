@@ -18,8 +18,9 @@ from entropy_coder.codec.bitstream import METHOD_ADAPTIVE, METHOD_MODEL, METHOD_
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'codec_golden',
-                      'reference_model_v3.nec')
+GOLDEN_OF = {version: os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
+                                   'codec_golden', f'reference_model_v{version}.nec')
+             for version in (3, 4)}
 REGENERATE = os.environ.get('REGENERATE_CODEC_GOLDEN') == '1'
 # The fixed overhead of a version-3 file beside its raw or adaptive bits: the one-code header
 # (<= 24 bytes, test_codec_roundtrip), the method field (1 + ceil(layers / 4) bytes), a segment
@@ -101,7 +102,7 @@ def test_biased_noise_costs_at_most_its_adaptive_order0_cost(model, shape, count
 def test_codes_the_model_predicts_well_keep_the_models_stream(model):
   codes = list(synthetic.generate_codes(seed=2017, indices_or_start=0, count=40, shape=(16, 16, 8)))
   codes.append(synthetic.generate_codes(seed=3, indices_or_start=[0], shape=(22, 48, 8))[0])
-  v3, stats = codec.compress_with_stats(codes, model)
+  v3, stats = codec.compress_with_stats(codes, model, format_version=3)
   v2 = codec.compress(codes, model, format_version=2)
   header, header_v2 = codec.read_header(v3), codec.read_header(v2)
   assert header.version == 3 and header_v2.version == 2
@@ -111,7 +112,14 @@ def test_codes_the_model_predicts_well_keep_the_models_stream(model):
   assert stats.model_code_bits == stats.code_bits and stats.fallback_code_bits == 0
   assert stats.coded_ideal_bits == stats.theoretical_bits and stats.gap > 0
   one = codes[-1:]
-  assert len(codec.compress(one, model)) == len(codec.compress(one, model, format_version=2))
+  assert len(codec.compress(one, model, format_version=3)) == len(codec.compress(one, model, format_version=2))
+  # Version 4 mixes: the model's stream still codes every layer, and the mixing learns enough
+  # of these codes on the way to be smaller than the model alone.
+  v4, stats4 = codec.compress_with_stats(codes, model)
+  assert codec.read_header(v4).version == 4
+  assert all(chunk.methods == () for chunk in codec.read_header(v4).chunks)
+  assert stats4.model_code_bits == stats4.code_bits and stats4.payload_bytes < stats.payload_bytes
+  assert stats4.theoretical_bits == stats.theoretical_bits
 
 
 def _balanced(seed, shape):
@@ -205,28 +213,30 @@ def test_adaptive_work_bound_holds_for_the_cheapest_stream_and_is_tight():
   assert 0.9 * bitstream.max_adaptive_symbols(len(data)) < blocks.size <= bitstream.max_adaptive_symbols(len(data))
 
 
-def test_golden_v3_bitstream_is_stable(model):
-  """A committed version-3 file with all three methods (model, adaptive, raw) in several chunks:
-  this build decodes it and writes the same bytes. Set REGENERATE_CODEC_GOLDEN=1 after a
+@pytest.mark.parametrize('version', [3, 4])
+def test_golden_bitstreams_with_fallback_are_stable(model, version):
+  """A committed file of each version with all three methods (model, adaptive, raw) in several
+  chunks: this build decodes it and writes the same bytes. Set REGENERATE_CODEC_GOLDEN=1 after a
   deliberate coder or format change."""
   codes = ([_mixed_code(seed, (6, 7, 8)) for seed in range(2)] + [_noise(3, (5, 4, 4))]
            + list(synthetic.generate_codes(seed=2024, indices_or_start=0, count=2, shape=(6, 7, 4))))
-  data = codec.compress(codes, model)
+  data = codec.compress(codes, model, format_version=version)
+  path = GOLDEN_OF[version]
   if REGENERATE:
-    with open(GOLDEN, 'wb') as f:
+    with open(path, 'wb') as f:
       f.write(data)
-  with open(GOLDEN, 'rb') as f:
+  with open(path, 'rb') as f:
     golden = f.read()
-  assert codec.read_header(golden).version == 3
+  assert codec.read_header(golden).version == version
   assert {m for c in codec.read_header(golden).chunks for m in c.methods} == {0, 1, 2}
   _round_trips(golden, model, codes)
   assert data == golden, 'bitstream changed: bump bitstream.CODER_ID or VERSION and regenerate'
 
 
-# ---- hostile version-3 files ---------------------------------------------------------------------
+# ---- hostile version-3 and 4 files (one table layout) ---------------------------------------------------------------------
 
 def _one_code_file(model, code):
-  """(file bytes, offset of the method field): a one-code v3 file's table starts at byte 11."""
+  """(file bytes, offset of the method field): a one-code file's table starts at byte 11."""
   data = codec.compress([code], model)
   offset = bitstream.HEAD.size + sum(len(bitstream.varint(n)) for n in code.shape)
   return bytearray(data), offset
@@ -274,7 +284,8 @@ def test_hostile_method_fields_and_segment_lengths(model):
   _refused(_forge(model, noise, b'\x01\xaa' + bitstream.varint(601) + b'\x00', 1), model,
            'segment lengths do not fit')
   _refused(_forge(model, noise, b'\x02\xaa\x02' + raw_len + b'\x00'), model, 'methods for 5 layers')
-  _refused(_forge(model, noise, b'\x01\xaa' + raw_len + b'\x01', 4), model, 'segment lengths do not fit')
+  # (version 4 counts the model stream in bytes: 1 byte of stream for no MODEL layer)
+  _refused(_forge(model, noise, b'\x01\xaa' + raw_len + b'\x01', 1), model, 'segment lengths do not fit')
   _refused(_forge(model, noise, b'\x01\x2a' + raw_len + b'\x00'), model, 'segment lengths do not fit')
   # A segment length that is not there: the parser stops at the end of the bytes.
   refused_fast(bytes(data[:offset + 2]), model, 'truncated')

@@ -28,12 +28,11 @@ from entropy_coder import codes_format
 from entropy_coder.data_gen import example_wire
 from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.data_gen import synthetic
+from entropy_coder.data_gen.synthetic_defaults import DEFAULT_BUNDLE_SIZE
 from entropy_coder.errors import UserError
 
-# Samples per work item: big enough that the kernel and Beam's per-element cost stay small,
-# small enough that 20,000 samples still make ~20 items to spread over workers. Big codes get
-# fewer per item, so that an item's codes stay within BUNDLE_BITS (16 MiB as uint8).
-DEFAULT_BUNDLE_SIZE = 1024
+# Samples per work item: DEFAULT_BUNDLE_SIZE (data_gen/synthetic_defaults.py), fewer for big
+# codes, so that an item's codes stay within BUNDLE_BITS (16 MiB as uint8).
 BUNDLE_BITS = 1 << 24
 
 

@@ -20,15 +20,14 @@ import os
 import shutil
 
 from entropy_coder import codes_format
+from entropy_coder.codes_format import MANIFEST_NAME
 from entropy_coder.data_gen import synthetic
+from entropy_coder.data_gen.synthetic_defaults import SAMPLES_PER_SHARD
 from entropy_coder.errors import UserError, describe
 
-MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 'entropy-coder-synthetic-dataset'
 MANIFEST_VERSION = 1
 SHARD_PATTERN = 'data-?????-of-?????.tfrecord.gz'
-# Auto shard count: about this many samples (~8.5 MB at 35x48x8) per shard.
-SAMPLES_PER_SHARD = 5000
 _TMP_PREFIX = '.generate-tmp-'
 
 

@@ -36,11 +36,11 @@ import numba
 import numpy as np
 
 from entropy_coder import codes_format
-from entropy_coder.data_gen.synthetic_shapes import DATASET_SHAPE, SAMPLE_LAYER_DEPTH, SAMPLE_SHAPE
+from entropy_coder.data_gen.synthetic_defaults import DATASET_SHAPE, SAMPLE_LAYER_DEPTH, SAMPLE_SHAPE
 from entropy_coder.errors import UserError
 
 # DATASET_SHAPE, SAMPLE_SHAPE and SAMPLE_LAYER_DEPTH: the shapes [H, W, D] of the original's tools
-# (gen_synthetic_dataset.py, gen_synthetic_single.py), defined in data_gen/synthetic_shapes.py.
+# (gen_synthetic_dataset.py, gen_synthetic_single.py), defined in data_gen/synthetic_defaults.py.
 
 # The rule of dataset/synthetic_model.py.
 LINE_TEMPLATE = ((0, 1, 0),  # row y-1, columns x-2, x-1, x

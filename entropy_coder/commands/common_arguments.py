@@ -51,7 +51,7 @@ def parse_seed(text, flag='--seed'):
 
 
 def add_shape_argument(parser, default):
-  """`--shape H,W,D` of synthetic codes, `default` a (H, W, D) of data_gen/synthetic_shapes.py;
+  """`--shape H,W,D` of synthetic codes, `default` a (H, W, D) of data_gen/synthetic_defaults.py;
   data_gen.synthetic.parse_shape reads it."""
   text = ','.join(map(str, default))
   parser.add_argument('--shape', default=text, metavar='H,W,D',

@@ -5,9 +5,7 @@ DirectRunner (`--num-workers 1`: in process; more: one process per worker).
 """
 from entropy_coder.commands import common_arguments
 from entropy_coder.commands.common_arguments import parse_int
-from entropy_coder.data_gen import synthetic_shapes
-
-_DEFAULT_COUNT = 1000  # the original's --count default
+from entropy_coder.data_gen import synthetic_defaults as defaults
 _PROGRESS = 'entropy-coder generate'
 
 
@@ -19,16 +17,18 @@ def register(subparsers):
       'data-SSSSS-of-NNNNN.tfrecord.gz and manifest.json. Same arguments, same bytes.')
   parser.add_argument('--output-dir', required=True, metavar='DIR',
                       help='dataset directory (created; must be empty unless --overwrite)')
-  parser.add_argument('--count', default=str(_DEFAULT_COUNT), metavar='N',
-                      help=f'number of samples (default {_DEFAULT_COUNT})')
+  parser.add_argument('--count', default=str(defaults.DATASET_COUNT), metavar='N',
+                      help=f'number of samples (default {defaults.DATASET_COUNT})')
   common_arguments.add_seed_argument(parser)
-  common_arguments.add_shape_argument(parser, synthetic_shapes.DATASET_SHAPE)
+  common_arguments.add_shape_argument(parser, defaults.DATASET_SHAPE)
   parser.add_argument('--num-workers', default='1', metavar='K',
                       help='Beam DirectRunner workers; 1 runs in process (default 1)')
   parser.add_argument('--shards', default=None, metavar='M',
-                      help='number of output files (default: one per 5000 samples)')
+                      help='number of output files (default: one per '
+                      f'{defaults.SAMPLES_PER_SHARD} samples)')
   parser.add_argument('--bundle-size', default=None, metavar='B',
-                      help='samples per Beam work item (default 1024, fewer for big codes)')
+                      help=f'samples per Beam work item (default {defaults.DEFAULT_BUNDLE_SIZE}, '
+                      'fewer for big codes)')
   parser.add_argument('--overwrite', action='store_true',
                       help='replace the dataset files already in DIR')
   parser.set_defaults(func=run)

@@ -5,7 +5,7 @@ different size from the dataset on purpose: the model is fully convolutional), n
 """
 from entropy_coder.commands import common_arguments
 from entropy_coder.commands.common_arguments import parse_int
-from entropy_coder.data_gen import synthetic_shapes
+from entropy_coder.data_gen import synthetic_defaults
 from entropy_coder.errors import UserError
 
 
@@ -16,10 +16,10 @@ def register(subparsers):
       '"shape" = [D/L, 1, H, W, L] and "codes" = np.packbits of the bits, as the original '
       'image encoder and gen_synthetic_single.py wrote it.')
   parser.add_argument('--output', required=True, metavar='FILE.npz', help='file to write')
-  common_arguments.add_shape_argument(parser, synthetic_shapes.SAMPLE_SHAPE)
-  parser.add_argument('--layer-depth', default=str(synthetic_shapes.SAMPLE_LAYER_DEPTH),
+  common_arguments.add_shape_argument(parser, synthetic_defaults.SAMPLE_SHAPE)
+  parser.add_argument('--layer-depth', default=str(synthetic_defaults.SAMPLE_LAYER_DEPTH),
                       metavar='L', help='bits per iteration; must divide D (default '
-                      f'{synthetic_shapes.SAMPLE_LAYER_DEPTH})')
+                      f'{synthetic_defaults.SAMPLE_LAYER_DEPTH})')
   common_arguments.add_seed_argument(parser)
   parser.add_argument('--index', default='0', metavar='I',
                       help='which sample of the seed\'s stream (default 0)')

@@ -38,12 +38,14 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
+from entropy_coder import model_files
 from entropy_coder import uris
 
 HAS_BASELINE = 'has_baseline'
 BASELINE_SOURCE = 'baseline_source'
 BASELINE_VERSION = 'baseline_version'
-SERVING_SUBDIR = 'Format-Serving'  # entropy_coder.model_files.TRAINER_SERVING_SUBDIR
+# The Trainer's serving export's place in a Model artifact, which the Evaluator reads.
+SERVING_SUBDIR = model_files.TRAINER_SERVING_SUBDIR
 _VERSION = re.compile(r'^\d+$')
 
 

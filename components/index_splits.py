@@ -20,7 +20,7 @@ from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.errors import UserError
 
 # The splits the Trainer and the Evaluator read; every split set must hold both.
-REQUIRED_SPLITS = ('train', 'eval')
+REQUIRED_SPLITS = (splits_lib.TRAIN_SPLIT, splits_lib.EVAL_SPLIT)
 
 
 def check_splits(splits, source='splits'):

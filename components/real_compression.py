@@ -43,6 +43,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from entropy_coder.data_gen import splits as splits_lib
 from entropy_coder.push_gates import DEFAULT_MAX_REAL_OVER_THEORY
 
 REPORT_FILE = 'real_compression.json'
@@ -54,7 +55,7 @@ NOT_BLESSED_FILE = 'INFRA_NOT_BLESSED'
 def _split_files(examples_uri, split):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from entropy_coder.errors import UserError, describe  # pylint: disable=g-import-not-at-top
-  split_dir = os.path.join(examples_uri, f'Split-{split}')
+  split_dir = splits_lib.split_dir(examples_uri, split)
   files = sorted(tf.io.gfile.glob(os.path.join(split_dir, '*')))
   if not files:
     raise UserError(describe(split_dir, f'no "{split}" split files in the Examples artifact'))
@@ -66,8 +67,8 @@ def _error_text(error):
   return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
 
 
-def check_real_compression(examples_uri, model_uri, output_dir, split='eval', max_samples=0,
-                           max_real_over_theory=DEFAULT_MAX_REAL_OVER_THEORY):
+def check_real_compression(examples_uri, model_uri, output_dir, split=splits_lib.EVAL_SPLIT,
+                           max_samples=0, max_real_over_theory=DEFAULT_MAX_REAL_OVER_THEORY):
   """Codes of `split` -> compress + decompress with the model -> report dict (also on disk).
 
   The report's `blessed` is True only when the decoded codes equal the input and the real
@@ -154,7 +155,7 @@ def RealCompressionCheck(  # pylint: disable=invalid-name
     model: InputArtifact[standard_artifacts.Model],
     compression: OutputArtifact[standard_artifacts.ModelEvaluation],
     blessing: OutputArtifact[standard_artifacts.InfraBlessing],
-    split: Parameter[str] = 'eval',
+    split: Parameter[str] = splits_lib.EVAL_SPLIT,
     max_samples: Parameter[int] = 0,
     max_real_over_theory: Parameter[float] = DEFAULT_MAX_REAL_OVER_THEORY,
 ):

@@ -15,12 +15,12 @@ import os
 import sys
 
 from entropy_coder import uris
+from entropy_coder.codes_format import MANIFEST_NAME
+from entropy_coder.data_gen.splits import SPLIT_DIR_PREFIX, split_dir
 
-MANIFEST_NAME = 'manifest.json'
 MANIFEST_FORMAT = 'entropy-coder-imported-codes'
 MANIFEST_VERSION = 1
 _STAGING_NAME = '.import-codes.staging'
-_SPLIT_PREFIX = 'Split-'
 
 
 def _check_output_dir(output_dir, input_dir, overwrite):
@@ -51,13 +51,12 @@ def _replace_outputs(staging, output_dir, split_names):
   for entry in tf.io.gfile.listdir(output_dir):
     entry = entry.rstrip('/')
     path = os.path.join(output_dir, entry)
-    if entry.startswith(_SPLIT_PREFIX) and tf.io.gfile.isdir(path):
+    if entry.startswith(SPLIT_DIR_PREFIX) and tf.io.gfile.isdir(path):
       tf.io.gfile.rmtree(path)
     elif entry == MANIFEST_NAME:
       tf.io.gfile.remove(path)
   for name in split_names:
-    tf.io.gfile.rename(os.path.join(staging, _SPLIT_PREFIX + name),
-                       os.path.join(output_dir, _SPLIT_PREFIX + name))
+    tf.io.gfile.rename(split_dir(staging, name), split_dir(output_dir, name))
 
 
 def import_codes(input_dir, output_dir, splits, overwrite=False, progress=None):
@@ -86,7 +85,7 @@ def import_codes(input_dir, output_dir, splits, overwrite=False, progress=None):
   examples = pipeline | 'ImportNpzCodes' >> source  # checks every file, raises UserError
   for name, split in examples.items():
     _ = split | f'WriteSplit[{name}]' >> write_split.WriteSplit(
-        os.path.join(staging, _SPLIT_PREFIX + name), None)
+        split_dir(staging, name), None)
 
   code_set = source.code_set
   counts = splits_lib.split_counts(len(code_set.paths), splits)
@@ -114,7 +113,7 @@ def import_codes(input_dir, output_dir, splits, overwrite=False, progress=None):
       'code_depth': code_set.depth,
       'code_shapes': [list(shape) for shape in code_set.shapes],
       'splits': {name: {'weight': weight, 'num_examples': counts[name],
-                        'files': f'{_SPLIT_PREFIX}{name}/*.gz'}
+                        'files': f'{SPLIT_DIR_PREFIX}{name}/*.gz'}
                  for name, weight in splits},
   }
   with tf.io.gfile.GFile(os.path.join(output_dir, MANIFEST_NAME), 'w') as f:

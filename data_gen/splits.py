@@ -10,9 +10,19 @@ import re
 
 import numpy as np
 
+from entropy_coder import uris
 from entropy_coder.errors import UserError
 
-DEFAULT_SPLITS = (('train', 9), ('eval', 1))
+# The splits the Trainer and the Evaluator read (TFX's defaults); every split set holds both.
+TRAIN_SPLIT, EVAL_SPLIT = 'train', 'eval'
+DEFAULT_SPLITS = ((TRAIN_SPLIT, 9), (EVAL_SPLIT, 1))
+# Where a split's records are: TFX's Examples layout, which our datasets share.
+SPLIT_DIR_PREFIX = 'Split-'
+
+
+def split_dir(root, name):
+  """`root`/Split-`name`: the folder of split `name` of an Examples artifact or dataset."""
+  return uris.join(root, SPLIT_DIR_PREFIX + name)
 
 _NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_-]*$')
 

@@ -36,6 +36,10 @@ FEATURE_SHAPE = 'code_shape'
 FEATURE_SAMPLE_INDEX = 'sample_index'
 # Version of our Example layout; written into manifests and checked by readers.
 EXAMPLE_FORMAT_VERSION = 1
+# The file beside a dataset's records that says what they hold: the same name in a generated
+# dataset (data_gen/dataset_writer.py) and an imported one (data_gen/npz_import.py), each with
+# its own "format" key (docs/FORMAT.md).
+MANIFEST_NAME = 'manifest.json'
 
 _NPZ_KEYS = ('codes', 'shape')
 

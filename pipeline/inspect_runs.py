@@ -23,7 +23,6 @@ _EVALUATOR_TYPE_SUFFIX = '.Evaluator'
 _PUSHER_TYPE_SUFFIX = '.Pusher'
 _REAL_COMPRESSION_TYPE_SUFFIX = '.RealCompressionCheck'
 _SYNTHETIC_SOURCE_TYPE_SUFFIX = '.SyntheticCodeGen'
-_EVAL_SPLIT = 'eval'
 
 
 @dataclasses.dataclass
@@ -135,6 +134,7 @@ def read_metrics(evaluation_uri):
   """
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   from tensorflow_model_analysis.writers import eval_config_writer  # pylint: disable=g-import-not-at-top
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
   eval_config, _, _, locations = eval_config_writer.load_eval_run(evaluation_uri)
   specs = list(eval_config.model_specs) if eval_config else []
   by_role = {}
@@ -154,7 +154,7 @@ def read_metrics(evaluation_uri):
           values[metric] = float(value['doubleValue'])
     role = 'baseline' if spec is not None and spec.is_baseline else 'candidate'
     location = locations.get(name)
-    if location and os.path.basename(location.rstrip('/')) == 'Format-Serving':
+    if location and os.path.basename(location.rstrip('/')) == model_files.TRAINER_SERVING_SUBDIR:
       location = os.path.dirname(location.rstrip('/'))  # the Model artifact's URI
     by_role[role] = {'metrics': values, 'changes': changes, 'location': location}
   return by_role
@@ -343,7 +343,8 @@ def _synthetic_floor(store, model):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from entropy_coder import codes_format, model_files  # pylint: disable=g-import-not-at-top
   from entropy_coder.data_gen import floors  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(os.path.join(examples.uri, f'Split-{_EVAL_SPLIT}', '*')))
+  from entropy_coder.data_gen import splits  # pylint: disable=g-import-not-at-top
+  files = sorted(glob.glob(os.path.join(splits.split_dir(examples.uri, splits.EVAL_SPLIT), '*')))
   try:
     config = model_files.read_model_files(model_files.resolve_model_dir(model.uri)).model_config
     codes = [code for _, code in codes_format.iter_tfrecord_codes(files)]

@@ -43,8 +43,7 @@ _INPUT_CONFIG_CHECKS = {
 def _layer_depth_warning(args, model_config):
   """The import manifest's layer_depth (entropy-coder import-codes) against the model's."""
   from entropy_coder import codes_format  # pylint: disable=g-import-not-at-top
-  from entropy_coder.data_gen import npz_import  # pylint: disable=g-import-not-at-top
-  manifest = os.path.join(args.examples or '', npz_import.MANIFEST_NAME)
+  manifest = os.path.join(args.examples or '', codes_format.MANIFEST_NAME)
   if not args.examples or not os.path.isfile(manifest):
     return None
   import json  # pylint: disable=g-import-not-at-top
@@ -69,10 +68,12 @@ def _training_files(args):
   root = args.examples
   if not os.path.isdir(root):
     raise UserError(describe(root, 'no such directory'))
-  if os.path.isdir(os.path.join(root, 'Split-train')):
-    eval_dir = os.path.join(root, 'Split-eval')
+  from entropy_coder.data_gen import splits  # pylint: disable=g-import-not-at-top
+  train_dir, eval_dir = (splits.split_dir(root, name) for name in (splits.TRAIN_SPLIT,
+                                                                     splits.EVAL_SPLIT))
+  if os.path.isdir(train_dir):
     default_eval = os.path.join(eval_dir, '*') if os.path.isdir(eval_dir) else None
-    return [os.path.join(root, 'Split-train', '*')], args.eval_examples or default_eval
+    return [os.path.join(train_dir, '*')], args.eval_examples or default_eval
   return [os.path.join(root, '*.tfrecord*')], args.eval_examples
 
 

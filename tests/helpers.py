@@ -29,6 +29,13 @@ def write_examples_dir(root, train_codes, eval_codes):
   write_tfrecord(os.path.join(root, 'Split-eval', 'data.gz'), eval_codes)
   return root
 
+
+# The model and training of the end-to-end pipeline runs (local and compiled for Kubeflow): two
+# layers trained at a high rate, so that a few steps make a model the gates can bless.
+E2E_MODEL_CONFIG = {'layer_depth': 2, 'layer_count': 2}
+E2E_TRAIN_CONFIG = {'batch_size': 8, 'learning_rate': 0.05, 'decay_rate': 0.9,
+                    'samples_per_decay': 20000}
+
 # README.md's claim: the model (Keras, numpy reference and codec engine) reproduces the 2017
 # probabilities to this absolute tolerance on the reference samples (measured: 5.1e-7 for Keras on TF-CPU).
 README_FIDELITY = 1e-6

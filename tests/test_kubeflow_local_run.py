@@ -18,6 +18,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import E2E_MODEL_CONFIG, E2E_TRAIN_CONFIG
 from entropy_coder import cli
 from entropy_coder import codes_format
 from entropy_coder.commands import pipeline_command
@@ -28,9 +29,7 @@ from entropy_coder.pipeline import kubeflow_runner
 pytestmark = pytest.mark.e2e
 
 SETTINGS = configs.RunSettings(
-    model_config={'layer_depth': 2, 'layer_count': 2},
-    train_config={'batch_size': 8, 'learning_rate': 0.05, 'decay_rate': 0.9,
-                  'samples_per_decay': 20000},
+    model_config=dict(E2E_MODEL_CONFIG), train_config=dict(E2E_TRAIN_CONFIG),
     seed=5, train_steps=10, max_code_length=1.5,
     # 4 eval codes of 256 bits: the range coder writes 32-bit words, so its last word alone is
     # ~3 % of this payload; the 2 % default is for real eval splits (docs/PIPELINE.md).

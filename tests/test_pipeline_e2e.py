@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers import E2E_MODEL_CONFIG, E2E_TRAIN_CONFIG
 from entropy_coder import codes_format
 from entropy_coder import push_gates
 from entropy_coder.pipeline import configs
@@ -20,9 +21,7 @@ from entropy_coder.pipeline import local_runner
 pytestmark = pytest.mark.e2e
 
 SETTINGS = configs.RunSettings(
-    model_config={'layer_depth': 2, 'layer_count': 2},
-    train_config={'batch_size': 8, 'learning_rate': 0.05, 'decay_rate': 0.9,
-                  'samples_per_decay': 20000},
+    model_config=dict(E2E_MODEL_CONFIG), train_config=dict(E2E_TRAIN_CONFIG),
     count=200, code_shape=(8, 8, 4), seed=3, train_steps=20,
     # A bound any model of this size meets, so the first model is surely blessed.
     max_code_length=1.5)

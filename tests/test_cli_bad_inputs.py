@@ -533,6 +533,8 @@ CASES = [
     ('metrics_no_store', 'metrics empty_dir', ['empty_dir', 'metadata.sqlite']),
     ('metrics_damaged_store', 'metrics damaged_root', ['damaged_root/metadata.sqlite']),
     ('metrics_empty_store', 'metrics empty_store_root', ['empty_store_root/metadata.sqlite']),
+    ('metrics_plot_under_file', 'metrics empty_store_root --plot a_file.txt/p.png',
+     ['--plot', 'a_file.txt/p.png']),
 ]
 
 

@@ -25,9 +25,7 @@ def register(subparsers):
 
 def run(args):
   import json  # pylint: disable=g-import-not-at-top
-  from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
-  if args.plot:  # before the work: a bad --plot path fails in a second, not after the model ran
-    output_files.check_output_file(args.plot, overwrite=True, flag='--plot')
+  common_arguments.check_plot(args)
   from entropy_coder.trainer import input_code_length  # pylint: disable=g-import-not-at-top
   result = input_code_length.code_length_of_input(args.model, args.input)
   common_arguments.show(args, lambda: json.dumps(result, indent=2), lambda: format_report(result),

@@ -15,6 +15,14 @@ def add_model_argument(parser):
   parser.add_argument('--model', required=True, help=MODEL_HELP)
 
 
+def check_plot(args):
+  """--plot PATH checked before the work (the model run, the store read), so that a bad path
+  fails in a second, not after it; the plot may replace an existing file."""
+  if args.plot:
+    from entropy_coder import output_files  # pylint: disable=g-import-not-at-top
+    output_files.check_output_file(args.plot, overwrite=True, flag='--plot')
+
+
 def show(args, as_json, as_text, plot, plotted):
   """Prints `as_json()` with --json, else `as_text()`; with --plot PATH draws `plot(PATH)` and,
   in text mode, says where (`plotted` PATH)."""

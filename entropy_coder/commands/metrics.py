@@ -33,6 +33,7 @@ def run(args):
   import logging  # pylint: disable=g-import-not-at-top
   from entropy_coder.pipeline import inspect_runs  # pylint: disable=g-import-not-at-top
   logging.getLogger('tensorflow').setLevel(logging.ERROR)  # TFMA's reader warns on every load
+  common_arguments.check_plot(args)
   _check_store_file(args.pipeline_root)
   evaluation = inspect_runs.latest_evaluation(args.pipeline_root)
   common_arguments.show(

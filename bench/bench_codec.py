@@ -87,6 +87,9 @@ def _parse():
                       help='with --large: only the cases whose name contains one of these')
   parser.add_argument('--raster-repeats', type=int, default=1,
                       help='with --large: timed runs of the raster baseline')
+  parser.add_argument('--format-version', type=int, default=bitstream.VERSION,
+                      help='the container the default mode writes (3: the model stream alone, '
+                      '4: mixed; default %(default)s)')
   return parser.parse_args()
 
 
@@ -119,17 +122,20 @@ def main():
   bits = sum(code.size for code in codes)
   r = args.repeats
 
-  codec.decompress(codec.compress(codes[:2], files), files)  # load the numba cache / compile
-  data, stats = codec.compress_with_stats(codes, files, threads=args.threads)  # sizes, theory
+  version = args.format_version
+  codec.decompress(codec.compress(codes[:2], files, format_version=version), files)  # compile
+  data, stats = codec.compress_with_stats(codes, files, threads=args.threads,
+                                          format_version=version)  # sizes, theory
   header = codec.read_header(data)
   enc_wall, enc_cpu, timed_data = _best(
-      lambda: codec.compress(codes, files, threads=args.threads), r)
+      lambda: codec.compress(codes, files, threads=args.threads, format_version=version), r)
   assert timed_data == data
   dec_wall, dec_cpu, restored = _best(
       lambda: codec.decompress(data, files, threads=args.threads), r)
   assert all(np.array_equal(a, b) for a, b in zip(restored, codes)), 'round trip failed'
   # 1 thread: the same file, the same chunks
-  enc1_wall, enc1_cpu, _ = _best(lambda: codec.compress(codes, files, threads=1), r)
+  enc1_wall, enc1_cpu, _ = _best(
+      lambda: codec.compress(codes, files, threads=1, format_version=version), r)
   dec1_wall, dec1_cpu, _ = _best(lambda: codec.decompress(data, files, threads=1), r)
 
   naive_results = _naive(net, codes, args.naive_samples or header.chunks[0].samples,
@@ -142,6 +148,7 @@ def main():
   per = lambda seconds: 1e3 * seconds / n
   results = {
       'samples': n, 'shape': list(codes[0].shape), 'threads': args.threads, 'code_bits': bits,
+      'format_version': version,
       'repeats': r, 'chunk_samples': [c.samples for c in header.chunks],
       'encode_samples_per_s': n / enc_wall, 'decode_samples_per_s': n / dec_wall,
       'encode_cpu_ms_per_sample': per(enc_cpu), 'decode_cpu_ms_per_sample': per(dec_cpu),
@@ -499,8 +506,8 @@ LARGE_CASES = (
 )
 
 
-def _random_network(layer_depth, layers, causal, seed):
-  """A Network with seeded random weights of the model's shapes (channel_ar masked)."""
+def _random_model(layer_depth, layers, causal, seed):
+  """ModelFiles with seeded random weights of the model's shapes (channel_ar masked)."""
   from entropy_coder.trainer import config as model_config  # pylint: disable=g-import-not-at-top
   from entropy_coder.trainer import spec  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
@@ -511,7 +518,7 @@ def _random_network(layer_depth, layers, causal, seed):
   files = model_files.ModelFiles(weights=weights, fingerprint='0' * 64, path='<random>',
                                  model_config={'layer_depth': layer_depth, 'layer_count': layers,
                                                'coded_layer_count': 0, 'channel_causal': causal})
-  return engine_weights.build_network(files)
+  return files
 
 
 def _engine_run(net, codes, coder_id, repeats):
@@ -540,6 +547,39 @@ def _engine_run(net, codes, coder_id, repeats):
   return enc_wall, enc_cpu, dec_wall, dec_cpu, stream
 
 
+def _mixed_run(net, codes, coder_id, repeats):
+  """_engine_run with version 4's model stream: every layer through the mixer
+  (codec/mixing.py) and the binary range coder, as codec.api codes a chunk's MODEL layers."""
+  from entropy_coder.codec import api, mixing  # pylint: disable=g-import-not-at-top
+  batch, height, width, depth = codes.shape
+  layers = depth // net.layer_depth
+
+  def encode():
+    coder = engine.ChunkCoder(net, batch, height, width, layers, coder_id)
+    mixer, symbols = api._mixer(net, coder), []  # pylint: disable=protected-access
+
+    def layer_done(k, p, q, bits):
+      symbols.append((bits.copy(), mixer.pass_layer(k, q, bits)))
+
+    coder.encode(codes, layer_done)
+    return mixing.encode_stream(np.concatenate([b for b, _ in symbols]),
+                                np.concatenate([q for _, q in symbols]))
+
+  enc_wall, enc_cpu, stream = _best(encode, repeats)
+
+  def decode():
+    coder = engine.ChunkCoder(net, batch, height, width, layers, coder_id)
+    mixer = api._mixer(net, coder)  # pylint: disable=protected-access
+    mixer.start_decoding([stream])
+    decoded = coder.decode(mixer.decode, lambda *args: None)
+    assert mixer.used_exactly(0)
+    return decoded
+
+  dec_wall, dec_cpu, decoded = _best(decode, repeats)
+  assert np.array_equal(decoded, codes), 'round trip failed'
+  return enc_wall, enc_cpu, dec_wall, dec_cpu, stream
+
+
 def _large_main(args):
   """One code per case, coder 1 (today's raster schedule, the baseline) and coder 2 (wavefront)
   in the same run; `--raster-repeats` runs of the (slow) baseline, `--repeats` of the rest."""
@@ -552,19 +592,23 @@ def _large_main(args):
       with tempfile.TemporaryDirectory() as model_dir:
         model_files.write_model_files(model_dir, dict(np.load(args.weights, allow_pickle=False)),
                                       {'layer_depth': 2, 'layer_count': 8})
-        net = engine_weights.build_network(model_files.read_model_files(model_dir))
+        files = model_files.read_model_files(model_dir)
     else:
-      net = _random_network(layer_depth, layers, causal, args.seed)
+      files = _random_model(layer_depth, layers, causal, args.seed)
+    net = engine_weights.build_network(files)
     rng = np.random.default_rng(args.seed)
     codes = (rng.random((1,) + shape) < 0.3).astype(np.uint8)
     tiny = codes[:, :5, :9]
     for coder_id in (bitstream.CODER_RASTER, bitstream.CODER_WAVEFRONT):  # numba cache loaded
       _engine_run(net, tiny, coder_id, 1)
+    _mixed_run(net, tiny, bitstream.CODER_WAVEFRONT, 1)
     row = {'case': name, 'shape': list(shape), 'code_bits': codes.size,
            'weights': weights}
-    for coder_id, label, repeats in ((bitstream.CODER_RASTER, 'raster', args.raster_repeats),
-                                     (bitstream.CODER_WAVEFRONT, 'wavefront', args.repeats)):
-      enc_wall, enc_cpu, dec_wall, dec_cpu, stream = _engine_run(net, codes, coder_id, repeats)
+    for coder_id, label, repeats, run in (
+        (bitstream.CODER_RASTER, 'raster', args.raster_repeats, _engine_run),
+        (bitstream.CODER_WAVEFRONT, 'wavefront', args.repeats, _engine_run),
+        (bitstream.CODER_WAVEFRONT, 'mixed', args.repeats, _mixed_run)):
+      enc_wall, enc_cpu, dec_wall, dec_cpu, stream = run(net, codes, coder_id, repeats)
       row.update({f'{label}_encode_s': enc_wall, f'{label}_encode_cpu_s': enc_cpu,
                   f'{label}_decode_s': dec_wall, f'{label}_decode_cpu_s': dec_cpu,
                   f'{label}_stream_bytes': len(stream)})
@@ -596,6 +640,19 @@ def _large_table(r):
       cells.append(f'{mbit(bits, raster)} / **{mbit(bits, wave)}**, {raster / wave:.1f}x')
     out.append(f'| {c["case"]} | ' + ' | '.join(cells) +
                f' | {c["raster_stream_bytes"]:,} / {c["wavefront_stream_bytes"]:,} |')
+  if r['cases'] and 'mixed_decode_cpu_s' in r['cases'][0]:
+    out += ['', 'Version 4\'s model stream (wavefront, every layer through the mixer and the binary '
+            'range coder) against version 3\'s (wavefront, constriction), same run:', '',
+            '| code | decode Mbit/s CPU: v3 stream / v4 stream, v4 / v3 | decode Mbit/s wall | '
+            'encode Mbit/s CPU | stream bytes (random codes) |', '|---|---|---|---|---|']
+    for c in r['cases']:
+      bits = c['code_bits']
+      cells = []
+      for what in ('decode_cpu_s', 'decode_s', 'encode_cpu_s'):
+        v3, v4 = c[f'wavefront_{what}'], c[f'mixed_{what}']
+        cells.append(f'{mbit(bits, v3)} / **{mbit(bits, v4)}**, {v3 / v4:.2f}x')
+      out.append(f'| {c["case"]} | ' + ' | '.join(cells) +
+                 f' | {c["wavefront_stream_bytes"]:,} / {c["mixed_stream_bytes"]:,} |')
   return '\n'.join(out)
 
 

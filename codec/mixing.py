@@ -10,7 +10,7 @@ in the same order, so nothing is sent. For every symbol, in the engine's coding 
     |
     +--stretch-----------------------------------------------+
     +--APM1[g](q): the model recalibrated per channel--stretch+
-    7 adaptive context slots (hashed, per stream) ---stretch-+--> sum w[g] * x --> squash --> p
+    5 adaptive context slots (hashed, per stream) ---stretch-+--> sum w[g] * x --> squash --> p
     bias ----------------------------------------------------+                               |
                                                            q' = (p + 3 APM2[g, ctx](p)) / 4 -+
                                                            clipped to [Q_MIN, Q_MAX]
@@ -22,10 +22,12 @@ g = k * layer_depth + c is the symbol's channel. The contexts read only the mixe
 code, which holds exactly the symbols coded before this one (all earlier layers; in this layer
 the earlier steps, and the earlier channels of this pixel): the decoder has the same copy when
 it decodes the symbol, by construction, whatever the contexts read. They are numeric: the
-pixel's own bits before g (its value so far, MSB first, up to 12 channels back), the same
-window plus bit g of the W, N, NW, NE, WW and NN neighbours, and the LOCO-I median predictor
-of W, N and NW over that window (where the pixel's value so far stands against the predicted
-value, and how busy the neighbourhood is). Bit planes and successive approximation, whose
+pixel's own bits before g (its value so far, MSB first, up to 12 channels back) alone, with the
+W neighbour's and with the N neighbour's same window plus bit g, and against the LOCO-I median
+predictor of W, N and NW over that window (where the value so far stands against the predicted
+value and how busy the neighbourhood (NE too) is; and the value with the prediction). Two more
+contexts (W and N together, the six neighbours' bit g) were measured and dropped: they gained
+< 0.1 % on the real codes of docs/REAL_CODES.md. Bit planes and successive approximation, whose
 channels are a value's bits MSB first, are what they fit best; on other codes they are
 patterns of neighbouring bits.
 
@@ -58,7 +60,7 @@ _SQUASH_POINTS = np.array([1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 7
                            2048, 2550, 2994, 3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069,
                            4079, 4086, 4090, 4092, 4094, 4095], np.int64)
 
-CONTEXTS = 7                         # adaptive context slots per symbol
+CONTEXTS = 5                         # adaptive context slots per symbol
 INPUTS = CONTEXTS + 3                # + the model's stretch, APM1's, a bias
 WINDOW = 12                          # channels of a pixel's value a context reads
 COUNT_LIMIT = 127                    # a slot adapts at 1/(n + 1.5) until n reaches this
@@ -138,28 +140,35 @@ def _value(values, code, b, y, x, lo, hi, coded):
 
 
 @numba.njit(inline='always', **_JIT)
-def _hash(i, g, v, mask):
-  h = (np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(g) * np.uint64(0xD6E8FEB86659FD93))
-  h ^= np.uint64(i + 1) * np.uint64(0xA0761D6478BD642F)
-  h ^= h >> np.uint64(29)
-  h *= np.uint64(0xBF58476D1CE4E5B9)
-  h ^= h >> np.uint64(32)
-  return np.int64(h & mask)
+def _hash(i, g, v, shift):
+  """Slot of context i's value v for channel g: the top bits of a multiplicative hash."""
+  h = ((np.uint64(v) << np.uint64(16)) ^ np.uint64(g << 4) ^ np.uint64(i)) * np.uint64(0x9E3779B97F4A7C15)
+  h ^= h >> np.uint64(31)
+  h *= np.uint64(0xD6E8FEB86659FD93)
+  return np.int64(h >> np.uint64(shift))
+
+
+# The bit length of 0 .. 127 (what _bucket looks up).
+_BIT_LENGTH = np.array([int(v).bit_length() for v in range(128)], np.int64)
 
 
 @numba.njit(inline='always', **_JIT)
-def _bucket(value, most):
-  """The bit length of value, at most `most`."""
+def _bucket(value):
+  """The bit length of value, at most 7."""
+  return _BIT_LENGTH[min(value, 127)]
+
+
+@numba.njit(inline='always', **_JIT)
+def _log2(size):
   n = 0
-  while value > 0 and n < most:
+  while (1 << n) < size:
     n += 1
-    value >>= 1
   return n
 
 
 @numba.njit(inline='always', **_JIT)
 def _contexts(t, b, y, x, g, kend, out):
-  """The 7 context values of symbol (b, y, x, g) and the APM2 context (returned). The pixel
+  """The context values of symbol (b, y, x, g) and the APM2 context (returned). The pixel
   has its channels < g coded; its neighbours, all in earlier steps, their channels < kend (the
   end of the current layer)."""
   values, code = t.values, t.code
@@ -171,8 +180,6 @@ def _contexts(t, b, y, x, g, kend, out):
   vn = _value(values, code, b, y - 1, x, g0, g + 1, kend) if has_n else 0
   vnw = _value(values, code, b, y - 1, x - 1, g0, g + 1, kend) if has_w and has_n else vn
   vne = _value(values, code, b, y - 1, x + 1, g0, g + 1, kend) if has_n and x + 1 < width else vn
-  vww = _value(values, code, b, y, x - 2, g0, g + 1, kend) if x > 1 else vw
-  vnn = _value(values, code, b, y - 2, x, g0, g + 1, kend) if y > 1 else vn
   if not has_w:
     vw = vn
   if not has_n:
@@ -187,16 +194,12 @@ def _contexts(t, b, y, x, g, kend, out):
   diff = own - (pred >> 1)
   sign = 0 if diff == 0 else (1 if diff > 0 else 2)
   busy = abs(vw - vnw) + abs(vn - vnw) + abs(vne - vn)
-  neighbours = ((vw & 1) | ((vn & 1) << 1) | ((vnw & 1) << 2) | ((vne & 1) << 3)
-                | ((vww & 1) << 4) | ((vnn & 1) << 5))
   out[0] = own
   out[1] = (own & 0xFF) | (vw << 8)
   out[2] = (own & 0xFF) | (vn << 8)
-  out[3] = (own & 0x3F) | ((vw & 0x7F) << 6) | ((vn & 0x7F) << 13)
-  out[4] = (own & 0xF) | (neighbours << 4)
-  out[5] = (sign | (_bucket(abs(diff), 7) << 2) | ((pred & 1) << 5)
-            | (_bucket(busy >> max(0, g + 1 - g0 - 6), 7) << 6) | ((own & 3) << 9))
-  out[6] = own | (pred << 13)
+  out[3] = (sign | (_bucket(abs(diff)) << 2) | ((pred & 1) << 5)
+            | (_bucket(busy >> max(0, g + 1 - g0 - 6)) << 6) | ((own & 3) << 9))
+  out[4] = own | (pred << 13)
   return g * 4 + ((pred & 1) << 1) + (own & 1)
 
 
@@ -213,12 +216,11 @@ def _apm(table, s, row, stretched):
 @numba.njit(inline='always', **_JIT)
 def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, slot, inputs):
   """Mixes, codes or decodes, and updates for one symbol. -> (bit, the coded q)."""
-  mask = t.slots.shape[2] - 1
+  shift = 64 - _log2(t.slots.shape[2])
   apm2_row = _contexts(t, b, y, x, g, kend, ctx)
   for i in range(CONTEXTS):
-    slot[i] = _hash(i, g, ctx[i], mask)
-    packed = t.slots[s, i, slot[i]]
-    inputs[i] = STRETCH[packed >> 12] if packed & 0xFF else 0
+    slot[i] = _hash(i, g, ctx[i], shift)
+    inputs[i] = STRETCH[t.slots[s, i, slot[i]] >> 12]  # an unseen slot: P = 1/2, stretch 0
   stretched = STRETCH[q_model >> 4]
   inputs[CONTEXTS] = stretched
   p1, i1 = _apm(t.apm1, s, g, stretched)

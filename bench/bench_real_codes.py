@@ -60,8 +60,10 @@ XZ_PRESET = 9 | lzma.PRESET_EXTREME
 ZSTD_LEVEL = 19
 BZ2_LEVEL = 9
 
-# The container version whose files code every layer in the model's stream (no fallback).
+# The container version whose files code every layer in the model's stream (no fallback), and
+# the one with the fallback but without mixing (the model's own stream).
 MODEL_ONLY_VERSION = 2
+UNMIXED_VERSION = 3
 
 BASE_TRAIN = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
               'samples_per_decay': 20000, 'adam_epsilon': 0.001}
@@ -369,7 +371,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
         json.dump(training, f, indent=1)
   model = model_files.read_model_files(model_dir)
   from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
-  per_picture, file_bits, theory_bits, code_bits, model_only_bits = {}, 0, 0.0, 0, 0
+  per_picture, file_bits, theory_bits, code_bits, model_only_bits, unmixed_bits = {}, 0, 0.0, 0, 0, 0
   start = time.perf_counter()
   for name in TEST:
     code = codes[name]
@@ -381,7 +383,11 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
       model_only = api.compress_with_stats([code], model, theory=False,
                                            format_version=MODEL_ONLY_VERSION)[1]
       per_picture[name]['model_only_file_bytes'] = model_only.file_bytes
+    if bitstream.VERSION > UNMIXED_VERSION:  # a mixed model stream: the unmixed one too
+      per_picture[name]['unmixed_file_bytes'] = api.compress_with_stats(
+          [code], model, theory=False, format_version=UNMIXED_VERSION)[1].file_bytes
     model_only_bits += 8 * per_picture[name].get('model_only_file_bytes', stats.file_bytes)
+    unmixed_bits += 8 * per_picture[name].get('unmixed_file_bytes', stats.file_bytes)
     file_bits += 8 * stats.file_bytes
     theory_bits += stats.theoretical_bits
     code_bits += stats.code_bits
@@ -396,6 +402,8 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
                                                       training['validation_last']),
       'real_bits_per_bit': file_bits / code_bits, 'theory_bits_per_bit': theory_bits / code_bits,
       'model_only_real_bits_per_bit': model_only_bits / code_bits,
+      'unmixed_real_bits_per_bit': unmixed_bits / code_bits,
+      'format_version': bitstream.VERSION,
       'per_picture': per_picture,
       'codec_seconds': codec_seconds, 'neural_iterations': iterations,
   }
@@ -412,17 +420,18 @@ def table(results):
       continue
     code_bits = results['test_code_bits'][kind]
     lines += [f'**{kind}** ({", ".join(TEST)}: {code_bits} code bits)', '',
-              '| coder | bits/bit (real files) | model stream only | theory | validation (kept '
-              'step / last) | train |', '|---|---|---|---|---|---|']
+              '| coder | bits/bit (real files) | without mixing (v3) | model stream only (v2) | '
+              'theory | validation (kept step / last) | train |', '|---|---|---|---|---|---|---|']
     for run in results['runs']:
       if run['kind'] == kind:
         lines.append(f'| entropy coder {run["label"]} ({run["parameters"]} weights) | '
                      f'**{run["real_bits_per_bit"]:.4f}** | '
+                     f'{_figure(run, "unmixed_real_bits_per_bit")} | '
                      f'{run["model_only_real_bits_per_bit"]:.4f} | {run["theory_bits_per_bit"]:.4f} | '
                      f'{run["validation_kept"]:.4f} (step {run["kept_step"]}) / '
                      f'{run["validation_last"]:.4f} | {run["train_code_length"]:.4f} |')
     for coder, (bits, _) in results['classical'][kind].items():
-      lines.append(f'| {coder} | {bits / code_bits:.4f} | | | | |')
+      lines.append(f'| {coder} | {bits / code_bits:.4f} | | | | | |')
     lines.append('')
   for run in results['runs']:
     if run.get('neural_iterations'):
@@ -434,6 +443,11 @@ def table(results):
                 for row in run['neural_iterations']]
       lines.append('')
   return '\n'.join(lines)
+
+
+def _figure(run, key):
+  """A run's figure, or '-' for a JSON measured before the figure existed."""
+  return f'{run[key]:.4f}' if key in run else '-'
 
 
 def combined(paths):

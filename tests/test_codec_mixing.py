@@ -118,3 +118,23 @@ def test_the_squash_and_stretch_tables_are_integers_that_invert_each_other():
   assert mixing.STRETCH.dtype == np.int64 and mixing.STRETCH[2048] == 0
   for d, p in zip(ds[::97], ps[::97]):
     assert abs(mixing.STRETCH[p] - d) <= 128 or p in (1, 4095)
+
+
+def test_compress_writes_the_version_asked_for(model, tmp_path, capsys):
+  """`compress --format-version 3` writes the unmixed container (faster to decode, readable by
+  older builds); the default is version 4; decompress reads both."""
+  from entropy_coder import cli, codes_format  # pylint: disable=g-import-not-at-top
+  code = _smooth(3, (10, 12, 16), 0.1)
+  source = tmp_path / 'code.npz'
+  codes_format.write_npz(str(source), code, 2)
+  for flag, version in (([], 4), (['--format-version', '3'], 3)):
+    target = tmp_path / f'v{version}.nec'
+    assert cli.main(['compress', '--model', model.path, str(source), '-o', str(target)] + flag) == 0
+    assert codec.read_header(target.read_bytes()).version == version
+    restored = tmp_path / f'v{version}.npz'
+    assert cli.main(['decompress', '--model', model.path, str(target), '-o', str(restored)]) == 0
+    assert np.array_equal(codes_format.read_npz(str(restored))[0], code)
+  capsys.readouterr()
+  assert cli.main(['compress', '--model', model.path, str(source), '-o', str(tmp_path / 'x.nec'),
+                   '--format-version', '1']) == 2
+  assert 'invalid choice' in capsys.readouterr().err

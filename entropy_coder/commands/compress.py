@@ -38,8 +38,12 @@ from entropy_coder.commands import common_arguments
 COMPRESSED_SUFFIX = '.nec'
 
 
+# What `compress --format-version` may write (the reader reads these and version 1).
+WRITABLE_VERSIONS = (2, 3, 4)
+
+
 def register(subparsers):
-  _add_coding_parser(
+  compress = _add_coding_parser(
       subparsers, 'compress', run_compress,
       help='losslessly compress codes with a trained model (real bitstream)',
       description='Compresses a .npz code or a TFRecord file/glob of codes into one file, or '
@@ -49,6 +53,12 @@ def register(subparsers):
       'files, globs or directories: one compressed file each (needs -o DIR)',
       output_help='compressed file to write; with several inputs an existing directory '
       '(DIR/<input name>.nec each; end it with / for a single input)')
+  compress.add_argument(
+      '--format-version', type=int, choices=WRITABLE_VERSIONS, default=None,
+      help='container to write (default: the newest, 4: the model\'s probability mixed with '
+      'what the code teaches, smallest; 3: the model\'s own stream with the never-expand '
+      'fallback, about 1.25x faster to decode, readable by builds before version 4; 2: the '
+      'model\'s stream alone). docs/FORMAT.md')
   _add_coding_parser(
       subparsers, 'decompress', run_decompress,
       help='restore codes from a file written by compress',
@@ -74,6 +84,7 @@ def _add_coding_parser(subparsers, name, func, help, description, input_help, ou
                       help='print the sizes as JSON: the coded figure (the real file, fallback '
                       'layers included) beside the model\'s theoretical figure')
   parser.set_defaults(func=func)
+  return parser
 
 
 class _ProgressLine:
@@ -400,7 +411,8 @@ def _compress_one(args, path, files, temp):
   codes = [code for _, code in sourced]
   (data, stats), seconds = _run_engine(files, 'compress', lambda progress: (
       codec.compress_with_stats(codes, files, progress, source_format=fmt,
-                                source_layer_depth=layer_depth, threads=args.threads)))
+                                source_layer_depth=layer_depth, threads=args.threads,
+                                format_version=args.format_version)))
   with open(temp, 'wb') as out:
     out.write(data)
   return lambda: _show(args, 'compressed', stats, seconds)
@@ -442,7 +454,8 @@ def _compress_each(args):
     # One-code files of equal shape share engine batches (codec.compress_each); each file's
     # bytes are those of compressing it alone.
     results = codec.compress_each(((packed.codes(), packed.source_format, packed.layer_depth)
-                                   for packed in checked), files, threads=args.threads)
+                                   for packed in checked), files, threads=args.threads,
+                                  format_version=args.format_version)
 
     def write(_, path, output):
       try:

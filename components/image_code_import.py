@@ -18,7 +18,6 @@ NpzCodeImport (components/npz_code_import.py), whose splitting it shares:
 The encoder travels in the component's `custom_config` (its directory and a fingerprint of its
 files), so TFX's cache re-runs the import when the encoder changes, not only the pictures.
 """
-import collections
 import hashlib
 import os
 
@@ -45,10 +44,6 @@ from entropy_coder.image_encoder import files as image_files
 IMAGE_PATTERN = '*'
 _PROGRESS_EVERY = 100
 
-# What the check of a directory found: the pictures in order and the codes' layout.
-ImageCodeSet = collections.namedtuple('ImageCodeSet', ['paths', 'layer_depth', 'depth', 'shapes'])
-
-
 def encoder_fingerprint(encoder_dir):
   """SHA-256 of the encoder's encoder.json config and newest checkpoint files."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -63,7 +58,8 @@ def encoder_fingerprint(encoder_dir):
 
 
 def check_pictures(paths, encoder, progress=None):
-  """Reads every picture once; -> ImageCodeSet, or a UserError naming the first bad one."""
+  """Reads every picture once; -> npz_code_import.CodeSet, or a UserError naming the first bad
+  one."""
   config = encoder.config
   step = encoder_config.DOWNSAMPLING
   shapes = set()
@@ -72,8 +68,8 @@ def check_pictures(paths, encoder, progress=None):
     shapes.add((-(-height // step), -(-width // step), config.code_depth))
     if progress and (done % _PROGRESS_EVERY == 0 or done == len(paths)):
       progress(done, len(paths))
-  return ImageCodeSet(tuple(paths), config.bits_per_iteration, config.code_depth,
-                      tuple(sorted(shapes)))
+  return npz_code_import.CodeSet(tuple(paths), config.bits_per_iteration, config.code_depth,
+                                 tuple(sorted(shapes)))
 
 
 class _EncodePictures(beam.DoFn):
@@ -116,13 +112,8 @@ class ImportImageCodes(beam.PTransform):
     paths = image_files.images_in_dir(self._input_dir)
     index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
     self.code_set = check_pictures(paths, encoder, self._progress)
-    files_by_split = index_splits.files_by_split(self.code_set.paths, self._splits)
-    return {
-        name: (pbegin
-               | f'Pictures[{name}]' >> beam.Create(files_by_split[name])
-               | f'Encode[{name}]' >> beam.ParDo(_EncodePictures(self._encoder_dir)))
-        for name in files_by_split
-    }
+    return npz_code_import.encode_by_split(pbegin, self.code_set.paths, self._splits, 'Pictures',
+                                           beam.ParDo(_EncodePictures(self._encoder_dir)))
 
 
 def custom_config(encoder_dir):
@@ -152,15 +143,12 @@ class Executor(npz_code_import.Executor):
   """Checks the encoder and the pictures, then codes them in the component's Beam pipeline;
   records `layer_depth`, `code_depth` and `num_files` on the artifact as NpzCodeImport does."""
 
-  def GetInputSourceToExamplePTransform(self):
-    def source(exec_properties, pattern, splits):
-      if pattern != IMAGE_PATTERN:
-        raise ValueError(f'ImageCodeImport reads {IMAGE_PATTERN!r}, got pattern {pattern!r}')
-      self._import = ImportImageCodes(
-          exec_properties[standard_component_specs.INPUT_BASE_KEY],
-          encoder_dir_of(exec_properties), splits, _log_progress)
-      return self._import
-    return source
+  COMPONENT = 'ImageCodeImport'
+  PATTERN = IMAGE_PATTERN
+
+  def _make_import(self, exec_properties, splits):
+    return ImportImageCodes(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                            encoder_dir_of(exec_properties), splits, _log_progress)
 
 
 class ImageCodeImport(example_gen_component.FileBasedExampleGen):

@@ -37,8 +37,9 @@ NPZ_PATTERN = '*.npz'
 # A progress line every this many checked files (the CLI prints it, the component logs it).
 _PROGRESS_EVERY = 500
 
-# What the check of a directory found: the files in order and the layout they share.
-NpzCodeSet = collections.namedtuple('NpzCodeSet', ['paths', 'layer_depth', 'depth', 'shapes'])
+# What the check of an import's directory found (NpzCodeImport's .npz files, ImageCodeImport's
+# pictures): the files in order and the layout their codes share.
+CodeSet = collections.namedtuple('CodeSet', ['paths', 'layer_depth', 'depth', 'shapes'])
 
 
 def list_npz_files(input_dir):
@@ -54,7 +55,7 @@ def list_npz_files(input_dir):
 
 
 def check_npz_files(paths, progress=None):
-  """Reads every file once; -> NpzCodeSet, or UserError naming the first bad file.
+  """Reads every file once; -> CodeSet, or UserError naming the first bad file.
 
   `progress(done, total)` is called every few hundred files and at the end.
   """
@@ -72,7 +73,7 @@ def check_npz_files(paths, progress=None):
     shapes.add(bits.shape)
     if progress and (done % _PROGRESS_EVERY == 0 or done == len(paths)):
       progress(done, len(paths))
-  return NpzCodeSet(tuple(paths), layer_depth, depth, tuple(sorted(shapes)))
+  return CodeSet(tuple(paths), layer_depth, depth, tuple(sorted(shapes)))
 
 
 def _encode_file(indexed_path):
@@ -101,13 +102,21 @@ class ImportNpzCodes(beam.PTransform):
     paths = list_npz_files(self._input_dir)
     index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
     self.code_set = check_npz_files(paths, self._progress)
-    files_by_split = index_splits.files_by_split(self.code_set.paths, self._splits)
-    return {
-        name: (pbegin
-               | f'Files[{name}]' >> beam.Create(files_by_split[name])
-               | f'Encode[{name}]' >> beam.Map(_encode_file))
-        for name in files_by_split
-    }
+    return encode_by_split(pbegin, self.code_set.paths, self._splits, 'Files',
+                           beam.Map(_encode_file))
+
+
+def encode_by_split(pbegin, paths, splits, what, encode):
+  """{split name: PCollection of serialized tf.Examples}: each split's (index, path) pairs
+  (index_splits.files_by_split) created as `what[<split>]`, then `encode`d (a Beam transform of
+  one pair to one record)."""
+  files_by_split = index_splits.files_by_split(paths, splits)
+  return {
+      name: (pbegin
+             | f'{what}[{name}]' >> beam.Create(files_by_split[name])
+             | f'Encode[{name}]' >> encode)
+      for name in files_by_split
+  }
 
 
 def _log_progress(done, total):
@@ -115,14 +124,22 @@ def _log_progress(done, total):
 
 
 class Executor(index_splits.IndexSplitExecutor):
-  """Checks the input directory, then converts it in the component's Beam pipeline."""
+  """Checks the input directory, then converts it in the component's Beam pipeline; records
+  the codes' layout on the artifact. A subclass (ImageCodeImport's) names its own input
+  `PATTERN` and builds its own import transform (`_make_import`)."""
+
+  COMPONENT = 'NpzCodeImport'
+  PATTERN = NPZ_PATTERN
+
+  def _make_import(self, exec_properties, splits):
+    return ImportNpzCodes(exec_properties[standard_component_specs.INPUT_BASE_KEY], splits,
+                          _log_progress)
 
   def GetInputSourceToExamplePTransform(self):
     def source(exec_properties, pattern, splits):
-      if pattern != NPZ_PATTERN:
-        raise ValueError(f'NpzCodeImport reads {NPZ_PATTERN!r}, got pattern {pattern!r}')
-      self._import = ImportNpzCodes(
-          exec_properties[standard_component_specs.INPUT_BASE_KEY], splits, _log_progress)
+      if pattern != self.PATTERN:
+        raise ValueError(f'{self.COMPONENT} reads {self.PATTERN!r}, got pattern {pattern!r}')
+      self._import = self._make_import(exec_properties, splits)  # its code_set: for Do
       return self._import
     return source
 

@@ -200,8 +200,7 @@ def write_dataset(output_dir, count, seed=0, shape=synthetic.DATASET_SHAPE, num_
       'count': count,
       'shape': list(shape),
       'seed': seed,
-      'features': [codes_format.FEATURE_CODE, codes_format.FEATURE_SHAPE,
-                   codes_format.FEATURE_SAMPLE_INDEX],
+      'features': list(codes_format.MANIFEST_FEATURES),
       'compression': 'GZIP',
       'shards': entries,
   }

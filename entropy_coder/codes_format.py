@@ -40,6 +40,8 @@ EXAMPLE_FORMAT_VERSION = 1
 # dataset (data_gen/dataset_writer.py) and an imported one (data_gen/npz_import.py), each with
 # its own "format" key (docs/FORMAT.md).
 MANIFEST_NAME = 'manifest.json'
+# The features a manifest says our records hold (docs/FORMAT.md).
+MANIFEST_FEATURES = (FEATURE_CODE, FEATURE_SHAPE, FEATURE_SAMPLE_INDEX)
 
 _NPZ_KEYS = ('codes', 'shape')
 

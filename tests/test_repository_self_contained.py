@@ -47,27 +47,31 @@ def _exists(path, referrer):
   return any(os.path.exists(c) for c in candidates)
 
 
-def test_no_file_cites_what_lies_outside_the_repository():
-  found = []
+_THIS_FILE = 'tests/test_repository_self_contained.py'  # it names bad cases on purpose
+
+
+def _lines(tests=True):
+  """(file, line number, line) of every tracked text but this file; `tests=False` leaves the
+  test modules out too (their bad-input tables name missing paths on purpose)."""
   for name in _tracked_texts():
-    if name == 'tests/test_repository_self_contained.py':
+    if name == _THIS_FILE or (not tests and os.path.basename(name).startswith('test_')):
       continue
     with open(os.path.join(REPO, name), encoding='utf-8') as f:
       for number, line in enumerate(f, 1):
-        found += [f'{name}:{number}: {line.strip()}' for p in _OUTSIDE if p.search(line)]
+        yield name, number, line
+
+
+def test_no_file_cites_what_lies_outside_the_repository():
+  found = [f'{name}:{number}: {line.strip()}' for name, number, line in _lines()
+           for p in _OUTSIDE if p.search(line)]
   assert not found, 'cites outside the repository:\n' + '\n'.join(found)
 
 
 def test_every_repository_path_a_text_names_exists():
-  missing = []
-  # Test modules are left out: they name missing paths on purpose (bad-input tables).
-  for name in (n for n in _tracked_texts() if not os.path.basename(n).startswith('test_')):
-    with open(os.path.join(REPO, name), encoding='utf-8') as f:
-      for number, line in enumerate(f, 1):
-        for path in _PATH.findall(line):
-          if not (_NOT_REPOSITORY.search(path) or _ORIGINAL_REPOSITORY.search(path)
-                  or _exists(path, name)):
-            missing.append(f'{name}:{number}: {path}')
+  missing = [f'{name}:{number}: {path}' for name, number, line in _lines(tests=False)
+             for path in _PATH.findall(line)
+             if not (_NOT_REPOSITORY.search(path) or _ORIGINAL_REPOSITORY.search(path)
+                     or _exists(path, name))]
   assert not missing, 'names files that do not exist:\n' + '\n'.join(missing)
 
 
@@ -103,25 +107,18 @@ def _module_problem(dotted):
 def test_every_module_a_text_names_exists():
   """A docstring or doc naming entropy_coder.<folder>.<module>[.<name>] after a rename fails
   here: the module must exist and hold the name."""
-  missing = []
-  for name in (n for n in _tracked_texts() if not os.path.basename(n).startswith('test_')):
-    with open(os.path.join(REPO, name), encoding='utf-8') as f:
-      for number, line in enumerate(f, 1):
-        missing += [f'{name}:{number}: {dotted}: {_module_problem(dotted)}'
-                    for dotted in _MODULE.findall(line) if _module_problem(dotted)]
+  missing = [f'{name}:{number}: {dotted}: {_module_problem(dotted)}'
+             for name, number, line in _lines(tests=False)
+             for dotted in _MODULE.findall(line) if _module_problem(dotted)]
   assert not missing, 'names modules that do not exist:\n' + '\n'.join(missing)
 
 
 def test_every_test_or_bench_file_named_without_its_folder_exists():
-  """A test or bench module named without its folder is a file of tests/ or bench/ (this file
-names missing ones on purpose)."""
-  missing = []
-  for name in (n for n in _tracked_texts() if n != 'tests/test_repository_self_contained.py'):
-    with open(os.path.join(REPO, name), encoding='utf-8') as f:
-      for number, line in enumerate(f, 1):
-        missing += [f'{name}:{number}: {file}' for file in _BARE_FILE.findall(line)
-                    if not any(os.path.isfile(os.path.join(REPO, folder, file))
-                               for folder in ('tests', 'bench'))]
+  """A test or bench module named without its folder is a file of tests/ or bench/."""
+  missing = [f'{name}:{number}: {file}' for name, number, line in _lines()
+             for file in _BARE_FILE.findall(line)
+             if not any(os.path.isfile(os.path.join(REPO, folder, file))
+                        for folder in ('tests', 'bench'))]
   assert not missing, 'names test or bench files that do not exist:\n' + '\n'.join(missing)
 
 

@@ -91,29 +91,27 @@ class _EncodePictures(beam.DoFn):
     yield example_wire.encode_example(code, sample_index=index)
 
 
-class ImportImageCodes(beam.PTransform):
-  """PBegin -> {split name: PCollection of serialized tf.Examples} for a directory of pictures.
+class ImportImageCodes(npz_code_import.ImportCodes):
+  """ImportCodes of a directory's pictures, coded by the image encoder of `encoder_dir`, which
+  is checked first."""
 
-  The encoder and every picture are checked when the transform is applied (pipeline
-  construction); the result is kept in `self.code_set`.
-  """
+  WHAT = 'Pictures'
 
   def __init__(self, input_dir, encoder_dir, splits=splits_lib.DEFAULT_SPLITS, progress=None):
-    super().__init__()
-    self._input_dir = input_dir
+    super().__init__(input_dir, splits, progress)
     self._encoder_dir = encoder_dir
-    self._splits = index_splits.check_splits(splits)
-    self._progress = progress
-    self.code_set = None
+    self._encoder = None
 
-  def expand(self, pbegin):
+  def _list(self):
     from entropy_coder.image_encoder import api  # pylint: disable=g-import-not-at-top
-    encoder = api.load_encoder(self._encoder_dir)
-    paths = image_files.images_in_dir(self._input_dir)
-    index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
-    self.code_set = check_pictures(paths, encoder, self._progress)
-    return npz_code_import.encode_by_split(pbegin, self.code_set.paths, self._splits, 'Pictures',
-                                           beam.ParDo(_EncodePictures(self._encoder_dir)))
+    self._encoder = api.load_encoder(self._encoder_dir)
+    return image_files.images_in_dir(self._input_dir)
+
+  def _check(self, paths):
+    return check_pictures(paths, self._encoder, self._progress)
+
+  def _to_record(self):
+    return beam.ParDo(_EncodePictures(self._encoder_dir))
 
 
 def custom_config(encoder_dir):

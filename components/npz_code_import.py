@@ -83,13 +83,18 @@ def _encode_file(indexed_path):
   return example_wire.encode_example(bits, sample_index=index)
 
 
-class ImportNpzCodes(beam.PTransform):
-  """PBegin -> {split name: PCollection of serialized tf.Examples} for a directory of .npz codes.
+class ImportCodes(beam.PTransform):
+  """PBegin -> {split name: PCollection of serialized tf.Examples} for a directory of inputs,
+  file i into split_of(i): what ImportNpzCodes and ImportImageCodes share.
 
-  The directory is listed and every file checked when the transform is applied (pipeline
+  The directory is listed and every input checked when the transform is applied (pipeline
   construction), i.e. before anything runs or is written. The check's result is kept in
-  `self.code_set` for callers that record it (manifest, artifact properties).
+  `self.code_set` (a CodeSet) for callers that record it (manifest, artifact properties).
+  A subclass gives `_list()` (the inputs, in order), `_check(paths)` (-> CodeSet), `_to_record()`
+  (a Beam transform of one (index, path) pair to one record) and `WHAT` (its Beam labels).
   """
+
+  WHAT = 'Files'
 
   def __init__(self, input_dir, splits=splits_lib.DEFAULT_SPLITS, progress=None):
     super().__init__()
@@ -99,24 +104,29 @@ class ImportNpzCodes(beam.PTransform):
     self.code_set = None
 
   def expand(self, pbegin):
-    paths = list_npz_files(self._input_dir)
+    paths = self._list()
     index_splits.check_no_empty_split(len(paths), self._splits, self._input_dir)
-    self.code_set = check_npz_files(paths, self._progress)
-    return encode_by_split(pbegin, self.code_set.paths, self._splits, 'Files',
-                           beam.Map(_encode_file))
+    self.code_set = self._check(paths)
+    files_by_split = index_splits.files_by_split(self.code_set.paths, self._splits)
+    return {
+        name: (pbegin
+               | f'{self.WHAT}[{name}]' >> beam.Create(files_by_split[name])
+               | f'Encode[{name}]' >> self._to_record())
+        for name in files_by_split
+    }
 
 
-def encode_by_split(pbegin, paths, splits, what, encode):
-  """{split name: PCollection of serialized tf.Examples}: each split's (index, path) pairs
-  (index_splits.files_by_split) created as `what[<split>]`, then `encode`d (a Beam transform of
-  one pair to one record)."""
-  files_by_split = index_splits.files_by_split(paths, splits)
-  return {
-      name: (pbegin
-             | f'{what}[{name}]' >> beam.Create(files_by_split[name])
-             | f'Encode[{name}]' >> encode)
-      for name in files_by_split
-  }
+class ImportNpzCodes(ImportCodes):
+  """ImportCodes of a directory's `*.npz` codes (the original's format)."""
+
+  def _list(self):
+    return list_npz_files(self._input_dir)
+
+  def _check(self, paths):
+    return check_npz_files(paths, self._progress)
+
+  def _to_record(self):
+    return beam.Map(_encode_file)
 
 
 def _log_progress(done, total):

@@ -9,14 +9,13 @@ in the same order, so nothing is sent. For every symbol, in the engine's coding 
     q  (the model's P(1) on the 2^16 grid, from the engine)
     |
     +--stretch-----------------------------------------------+
-    +--APM1[g](q): the model recalibrated per channel--stretch+
     5 adaptive context slots (hashed, per stream) ---stretch-+--> sum w[g] * x --> squash --> p
     bias ----------------------------------------------------+                               |
-                                                           q' = (p + 3 APM2[g, ctx](p)) / 4 -+
+                                                           q' = (p + 3 APM[g, ctx](p)) / 4 --+
                                                            clipped to [Q_MIN, Q_MAX]
 
     then, with the coded bit: every slot, the weights of channel g (online logistic regression)
-    and both APMs move toward it, and the bit is written into the mixer's own copy of the code.
+    and the APM move toward it, and the bit is written into the mixer's own copy of the code.
 
 g = k * layer_depth + c is the symbol's channel. The contexts read only the mixer's copy of the
 code, which holds exactly the symbols coded before this one (all earlier layers; in this layer
@@ -61,7 +60,7 @@ _SQUASH_POINTS = np.array([1, 2, 4, 6, 10, 17, 27, 45, 74, 120, 194, 311, 488, 7
                            4079, 4086, 4090, 4092, 4094, 4095], np.int64)
 
 CONTEXTS = 5                         # adaptive context slots per symbol
-INPUTS = CONTEXTS + 3                # + the model's stretch, APM1's, a bias
+INPUTS = CONTEXTS + 2                # + the model's stretch, a bias
 WINDOW = 12                          # channels of a pixel's value a context reads
 COUNT_LIMIT = 127                    # a slot adapts at 1/(n + 1.5) until n reaches this
 LEARNING_RATE = 2                    # mixer: w += x * err * LEARNING_RATE / 2^12
@@ -118,8 +117,7 @@ class Tables(typing.NamedTuple):
                            # n the bits it has seen (at most COUNT_LIMIT)
   values: np.ndarray       # uint64 [B, H, W]: each pixel's coded bits, the latest lowest
   weights: np.ndarray      # int64 [S, D, INPUTS]
-  apm1: np.ndarray         # int64 [S, D * 33]
-  apm2: np.ndarray         # int64 [S, D * 4 * 33]
+  apm: np.ndarray         # int64 [S, D * 4 * 33]
   stream_of: np.ndarray    # int64 [B]: each sample's stream
   where: np.ndarray        # int64 [H*W*cd, 3]: (y, x, c) of each symbol of one sample in coding
                            # order (schedule.raster_positions)
@@ -168,7 +166,7 @@ def _log2(size):
 
 @numba.njit(inline='always', **_JIT)
 def _contexts(t, b, y, x, g, kend, out):
-  """The context values of symbol (b, y, x, g) and the APM2 context (returned). The pixel
+  """The context values of symbol (b, y, x, g) and the APM context (returned). The pixel
   has its channels < g coded; its neighbours, all in earlier steps, their channels < kend (the
   end of the current layer)."""
   values, code = t.values, t.code
@@ -217,20 +215,18 @@ def _apm(table, s, row, stretched):
 def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, slot, inputs):
   """Mixes, codes or decodes, and updates for one symbol. -> (bit, the coded q)."""
   shift = 64 - _log2(t.slots.shape[2])
-  apm2_row = _contexts(t, b, y, x, g, kend, ctx)
+  apm_row = _contexts(t, b, y, x, g, kend, ctx)
   for i in range(CONTEXTS):
     slot[i] = _hash(i, g, ctx[i], shift)
     inputs[i] = STRETCH[t.slots[s, i, slot[i]] >> 12]  # an unseen slot: P = 1/2, stretch 0
   stretched = STRETCH[q_model >> 4]
   inputs[CONTEXTS] = stretched
-  p1, i1 = _apm(t.apm1, s, g, stretched)
-  inputs[CONTEXTS + 1] = STRETCH[min(max(p1 >> 4, 1), 4095)]
-  inputs[CONTEXTS + 2] = 256
+  inputs[CONTEXTS + 1] = 256
   dot = 0
   for i in range(INPUTS):
     dot += inputs[i] * t.weights[s, g, i]
   p = squash(dot >> 16)
-  p2, i2 = _apm(t.apm2, s, apm2_row, STRETCH[p])
+  p2, i2 = _apm(t.apm, s, apm_row, STRETCH[p])
   q = min(max((p * 16 + 3 * p2) >> 2, Q_MIN), Q_MAX)
   if decoding:
     bit = binary_rc.decode_bit(rc[s], data, q)
@@ -245,8 +241,7 @@ def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, 
     v += (((bit << 16) - v) * _RATE[n]) >> 16
     t.slots[s, i, slot[i]] = (min(max(v, 32), PROB_ONE - 32) << 8) | min(n + 1, COUNT_LIMIT)
   target = (bit << 16) + (bit << APM_RATE) - bit - bit
-  t.apm1[s, i1] += (target - t.apm1[s, i1]) >> APM_RATE
-  t.apm2[s, i2] += (target - t.apm2[s, i2]) >> APM_RATE
+  t.apm[s, i2] += (target - t.apm[s, i2]) >> APM_RATE
   t.code[b, y, x, g] = bit
   t.values[b, y, x] = (t.values[b, y, x] << np.uint64(1)) | np.uint64(bit)
   return bit, q
@@ -311,16 +306,14 @@ class Mixer:
     depth = layers * cd
     size = 1 << table_bits(height * width * depth * batch // streams)
     weights = np.zeros((streams, depth, INPUTS), np.int64)
-    weights[:, :, CONTEXTS] = WEIGHT_ONE // 2
-    weights[:, :, CONTEXTS + 1] = WEIGHT_ONE // 2
+    weights[:, :, CONTEXTS] = WEIGHT_ONE
     self.cd = cd
     self.tables = Tables(
         code=np.zeros((batch, height, width, depth), np.uint8),
         slots=np.full((streams, CONTEXTS, size), (PROB_ONE // 2) << 8, np.uint32),
         values=np.zeros((batch, height, width), np.uint64),
         weights=weights,
-        apm1=np.tile(_APM_START, (streams, depth)),
-        apm2=np.tile(_APM_START, (streams, depth * 4)),
+        apm=np.tile(_APM_START, (streams, depth * 4)),
         stream_of=stream_of,
         where=_where(schedule_lib.raster_positions(sched, width, cd, causal), width, cd),
         cost=np.zeros((streams, layers)))

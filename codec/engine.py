@@ -66,6 +66,12 @@ _HIDDEN_DX = np.array([dx for _, dx in spec.live_taps(np.ones((1, 3)))], np.int6
 _F, _I, _J, _O = (spec.GATES.index(gate) for gate in ('f', 'i', 'j', 'o'))
 
 
+# Where a0 and a1 sit in the row LSTM's input a (spec.ROW_INPUT_PARTS): the index of each part's
+# slice of the input conv's kernel.
+A0 = spec.ROW_INPUT_PARTS.index('adaptation0')
+A1 = spec.ROW_INPUT_PARTS.index('adaptation1')
+
+
 class PixelWeights(typing.NamedTuple):
   """The weights `wave_step` reads: layer k's predictor but for the state's conv (layer_a1)
   and channel_ar (wave_channel). float32, stacked over layers (leading axis = layer k;
@@ -77,7 +83,7 @@ class PixelWeights(typing.NamedTuple):
   """
   w7: np.ndarray   # [L, 24, cd, h]  brnn/adaptation0_masked7x7 kernel, live taps (_DY7, _DX7)
   b7: np.ndarray   # [L, h]          its bias
-  win: np.ndarray  # [L, 2, 2, h, 4h] brnn/row_lstm/input_conv: [k, 0] on a0, [k, 1] on a1
+  win: np.ndarray  # [L, 2, 2, h, 4h] brnn/row_lstm/input_conv: [k, A0] on a0, [k, A1] on a1
                    #                 (a = (a0 | a1)), each [taps _INPUT_DX, h, 4h]
   wh: np.ndarray   # [L, 3, h, 4h]   brnn/row_lstm/hidden_conv on h of the row above, _HIDDEN_DX
   bl: np.ndarray   # [L, 4h]         brnn/row_lstm/bias (gates in spec.GATES order)
@@ -91,8 +97,9 @@ class PixelWeights(typing.NamedTuple):
     """-> the plain tuple of a float32 Network's pixel-step weights."""
     fields = {name: getattr(net, name) for name in cls._fields}
     layers, taps, channels, gates = net.win.shape
+    parts = len(spec.ROW_INPUT_PARTS)  # a = the parts, in that order, along the channels
     fields['win'] = np.ascontiguousarray(net.win.reshape(
-        layers, taps, 2, channels // 2, gates).transpose(0, 2, 1, 3, 4))
+        layers, taps, parts, channels // parts, gates).transpose(0, 2, 1, 3, 4))
     return tuple(cls(**fields))
 
 
@@ -391,10 +398,10 @@ def _pixel(xs, k, y, x, weights, buffers, t0, heads, out_p, out_q, o0, z):
   # a0 = T(masked 7x7 over the bits before (y, x)): its live taps only.
   _conv_tanh(a0[y, x], b7[k], xs, k * cd, y, x, height, _DY7, _DX7, w7[k])
   _set_bias(z, bl[k])
-  _row_taps(z, a1[y], x, _INPUT_DX, win[k, 1])
+  _row_taps(z, a1[y], x, _INPUT_DX, win[k, A1])
   if y > 0:
     _row_taps(z, hbuf[y - 1], x, _HIDDEN_DX, wh[k])
-  _row_taps(z, a0[y], x, _INPUT_DX, win[k, 0])
+  _row_taps(z, a0[y], x, _INPUT_DX, win[k, A0])
   _lstm_cell(z, cbuf[y - 1 if y > 0 else 0, x], y > 0, cbuf[y, x], hbuf[y, x])
   _set_bias(t0, ba[k])
   _accumulate(t0, hbuf[y, x], wa[k])
@@ -434,11 +441,11 @@ def _pixels_gathered(xs, k, pixels, p0, n, lo, weights, buffers, heads, out_p, o
   _scatter(a0, v, pixels, p0, n)
   _set_bias(z, bl[k])
   _gather(g2, 0, a1, 0, hd, pixels, p0, n, _ZERO_DY2, _INPUT_DX, height)
-  _accumulate(z, g2, win[k, 1].reshape(2 * hd, gates))
+  _accumulate(z, g2, win[k, A1].reshape(2 * hd, gates))
   _gather(g3, 0, hbuf, 0, hd, pixels, p0, n, _UP_DY3, _HIDDEN_DX, height)
   _accumulate(z, g3, wh[k].reshape(3 * hd, gates))
   _gather(g2, 0, a0, 0, hd, pixels, p0, n, _ZERO_DY2, _INPUT_DX, height)
-  _accumulate(z, g2, win[k, 0].reshape(2 * hd, gates))
+  _accumulate(z, g2, win[k, A0].reshape(2 * hd, gates))
   _gather(v, 0, cbuf, 0, hd, pixels, p0, n, _UP_DY1, _ZERO_D1, height)  # 0 on row 0
   _lstm_cell(z, v, True, c, h)
   _scatter(cbuf, c, pixels, p0, n)

@@ -56,7 +56,8 @@ def _layer_prediction(net, k, x, s):
   _, height, width, _ = x.shape
   hd = net.hidden_depth
   a0 = _taps(x, spec.TAPS_7X7, net.w7[k], net.b7[k])
-  a = np.concatenate([np.tanh(a0), np.tanh(_conv3x3(s, net.w3s[k], net.b3s[k]))], axis=-1)
+  a = spec.row_input(lambda parts: np.concatenate(parts, axis=-1), adaptation0=np.tanh(a0),
+                     adaptation1=np.tanh(_conv3x3(s, net.w3s[k], net.b3s[k])))
   z_in = _taps(a, spec.ROW_INPUT_TAPS, net.win[k], net.bl[k])
   h = np.zeros((x.shape[0], width, hd))
   c = np.zeros_like(h)

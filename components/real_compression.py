@@ -107,10 +107,15 @@ def check_real_compression(examples_uri, model_uri, output_dir, split=splits_lib
         'theoretical_bits_per_bit': stats.theoretical_bits_per_bit,
         'real_over_theory': (8.0 * stats.file_bytes / stats.theoretical_bits
                              if stats.theoretical_bits else 0.0),
+        # The ideal code length of what the coders coded: the model's probabilities mixed with
+        # the code's own statistics (format version 4, codec/mixing.py; below the model's
+        # theoretical figure when the mixing learns) and the fallback layers' own costs.
+        'coded_ideal_bits_per_bit': stats.coded_ideal_bits / bits if bits else 0.0,
         'payload_over_theory': stats.gap,  # over the ideal of the methods used (CodingStats.gap)
         'compressed_bytes': stats.file_bytes,
         # Which method coded how many bits (docs/FORMAT.md version 3: layers the model would
-        # make bigger go to adaptive counts or raw bits, so real_bits_per_bit can be below theory).
+        # make bigger go to adaptive counts or raw bits; with the mixing of version 4 too,
+        # real_bits_per_bit can be below theory).
         'model_code_bits': stats.model_code_bits,
         'adaptive_code_bits': stats.adaptive_code_bits,
         'raw_code_bits': stats.raw_code_bits,

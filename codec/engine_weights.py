@@ -13,7 +13,7 @@ import numpy as np
 
 from entropy_coder.errors import UserError, describe
 from entropy_coder.trainer import spec
-from entropy_coder.trainer.config import ModelConfig, code_layers
+from entropy_coder.trainer.config import code_layers, model_config_from_dict
 
 # The model's facts the codec modules use, from trainer/spec.py (not restated here): the clip of
 # pred, the (dy, dx) of adaptation0's 24 live 7x7 taps (w7's order), channel_ar's mask.
@@ -75,15 +75,14 @@ class Network:
 
 def build_network(model_files):
   """ModelFiles -> Network; UserError naming the model dir if a weight is missing or misshapen."""
-  config = model_files.model_config
-  cd, count = config['layer_depth'], config['layer_count']
-  causal = bool(config.get('channel_causal', False))
-  h = spec.hidden_depth(cd, config.get('hidden_depth'))
-  coded = config.get('coded_layer_count', 0) or count
   source = model_files.path or '<model>'
+  # The one check of a model_config (the Trainer's), hidden_depth resolved.
+  config = model_config_from_dict(model_files.model_config, f'{source} model_config')
+  cd, count, causal, h = (config.layer_depth, config.layer_count, config.channel_causal,
+                          config.hidden_depth)
+  coded = config.coded_layer_count or count
   weights = model_files.weights
-  shapes = spec.weight_shapes(ModelConfig(layer_depth=cd, layer_count=count, channel_causal=causal,
-                                          hidden_depth=h))
+  shapes = spec.weight_shapes(config)
   for name, shape in shapes.items():
     if name not in weights:
       raise UserError(describe(source, f'weights.npz has no "{name}" (shape {list(shape)}); '

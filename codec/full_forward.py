@@ -105,7 +105,7 @@ def full_forward(net, codes, layers=None):
   for k in range(layers):
     x = x_all[..., spec.layer_channels(k, cd)]
     pred = _layer_prediction(net, k, x, s)
-    probs.append((np.clip(pred, -spec.PRED_CLIP, spec.PRED_CLIP) + 1.0) / 2.0)
+    probs.append(spec.probability(pred, np.clip))
     if k + 1 < layers:
       s, rnn_h, rnn_c = _next_state(net, k, x, rnn_h, rnn_c)
   return np.concatenate(probs, axis=-1)

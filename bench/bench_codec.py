@@ -622,8 +622,23 @@ def _large_main(args):
       json.dump(results, f, indent=2)
 
 
-def _large_table(r):
+def _comparison_rows(cases, before, after, digits):
+  """Table rows of two variants of each case (row keys '<before>_<what>', '<after>_<what>'):
+  decode CPU, decode wall and encode CPU Mbit/s with the speed-up, and the stream bytes."""
   mbit = lambda bits, seconds: f'{bits / seconds / 1e6:.2f}'  # pylint: disable=unnecessary-lambda-assignment
+  rows = []
+  for c in cases:
+    bits = c['code_bits']
+    cells = []
+    for what in ('decode_cpu_s', 'decode_s', 'encode_cpu_s'):
+      old, new = c[f'{before}_{what}'], c[f'{after}_{what}']
+      cells.append(f'{mbit(bits, old)} / **{mbit(bits, new)}**, {old / new:.{digits}f}x')
+    rows.append(f'| {c["case"]} | ' + ' | '.join(cells) +
+                f' | {c[f"{before}_stream_bytes"]:,} / {c[f"{after}_stream_bytes"]:,} |')
+  return rows
+
+
+def _large_table(r):
   out = [f'One code per case, 1 thread, engine + range coder as codec.api runs a chunk; '
          f'wavefront best of {r["repeats"]}, raster best of {r["raster_repeats"]}; 1-min load '
          f'average at the end {r["load_average_1min"]:.2f}. Mbit/s of code, by CPU time (the '
@@ -632,27 +647,13 @@ def _large_table(r):
          'decode Mbit/s wall: raster / wavefront, speed-up | encode Mbit/s CPU: raster / '
          'wavefront, speed-up | stream bytes: raster / wavefront |',
          '|---|---|---|---|---|']
-  for c in r['cases']:
-    bits = c['code_bits']
-    cells = []
-    for what in ('decode_cpu_s', 'decode_s', 'encode_cpu_s'):
-      raster, wave = c[f'raster_{what}'], c[f'wavefront_{what}']
-      cells.append(f'{mbit(bits, raster)} / **{mbit(bits, wave)}**, {raster / wave:.1f}x')
-    out.append(f'| {c["case"]} | ' + ' | '.join(cells) +
-               f' | {c["raster_stream_bytes"]:,} / {c["wavefront_stream_bytes"]:,} |')
+  out += _comparison_rows(r['cases'], 'raster', 'wavefront', 1)
   if r['cases'] and 'mixed_decode_cpu_s' in r['cases'][0]:
     out += ['', 'Version 4\'s model stream (wavefront, every layer through the mixer and the binary '
             'range coder) against version 3\'s (wavefront, constriction), same run:', '',
             '| code | decode Mbit/s CPU: v3 stream / v4 stream, v4 / v3 | decode Mbit/s wall | '
             'encode Mbit/s CPU | stream bytes (random codes) |', '|---|---|---|---|---|']
-    for c in r['cases']:
-      bits = c['code_bits']
-      cells = []
-      for what in ('decode_cpu_s', 'decode_s', 'encode_cpu_s'):
-        v3, v4 = c[f'wavefront_{what}'], c[f'mixed_{what}']
-        cells.append(f'{mbit(bits, v3)} / **{mbit(bits, v4)}**, {v3 / v4:.2f}x')
-      out.append(f'| {c["case"]} | ' + ' | '.join(cells) +
-                 f' | {c["wavefront_stream_bytes"]:,} / {c["mixed_stream_bytes"]:,} |')
+    out += _comparison_rows(r['cases'], 'wavefront', 'mixed', 2)
   return '\n'.join(out)
 
 

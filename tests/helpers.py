@@ -41,6 +41,18 @@ E2E_TRAIN_CONFIG = {'batch_size': 8, 'learning_rate': 0.05, 'decay_rate': 0.9,
 README_FIDELITY = 1e-6
 
 
+def causal_reference_model(model, model_dir, seed, scale=0.5):
+  """The reference ModelFiles `model` made channel-causal: random channel_ar kernels (seeded; the
+  network masks them to j < c), written at `model_dir` and read back."""
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  weights = dict(model.weights)
+  for k in range(model.model_config['layer_count']):
+    weights[f'layer{k}/brnn/channel_ar/kernel'] = rng.normal(0, scale, (2, 2, 4)).astype(np.float32)
+  model_files.write_model_files(model_dir, weights, dict(model.model_config, channel_causal=True))
+  return model_files.read_model_files(model_dir)
+
+
 def reference_model(model_dir):
   """The reference weights (layer_depth 2, 8 layers) written as a model directory at
   `model_dir` and read back: the ModelFiles the codec tests code with."""

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from helpers import reference_model
+from helpers import causal_reference_model, reference_model
 from hostile_files import refused_fast
-from entropy_coder import codec, model_files
+from entropy_coder import codec
 from entropy_coder.codec import adaptive, bitstream
 from entropy_coder.codec.bitstream import METHOD_ADAPTIVE, METHOD_MODEL, METHOD_RAW
 from entropy_coder.data_gen import synthetic
@@ -37,13 +37,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def causal(model, tmp_path_factory):
-  rng = np.random.default_rng(3)
-  weights = dict(model.weights)
-  for k in range(8):
-    weights[f'layer{k}/brnn/channel_ar/kernel'] = rng.normal(0, 0.5, (2, 2, 4)).astype(np.float32)
-  path = str(tmp_path_factory.mktemp('causal'))
-  model_files.write_model_files(path, weights, dict(model.model_config, channel_causal=True))
-  return model_files.read_model_files(path)
+  return causal_reference_model(model, str(tmp_path_factory.mktemp('causal')), seed=3)
 
 
 def _noise(seed, shape, p=0.5):

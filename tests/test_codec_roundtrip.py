@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import reference_model
-from entropy_coder import codec, codes_format, model_files
+from helpers import causal_reference_model, reference_model
+from entropy_coder import codec, codes_format
 from entropy_coder.codec import api, bitstream, full_forward, engine_weights
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
@@ -88,13 +88,7 @@ def test_bytes_do_not_depend_on_threads_and_chunking_does_not_matter(model, monk
 
 
 def test_channel_causal_model_round_trips(model, tmp_path):
-  rng = np.random.default_rng(0)
-  weights = dict(model.weights)
-  for k in range(8):
-    weights[f'layer{k}/brnn/channel_ar/kernel'] = rng.normal(0, 0.5, (2, 2, 4)).astype(np.float32)
-  config = dict(model.model_config, channel_causal=True)
-  model_files.write_model_files(str(tmp_path), weights, config)
-  causal = model_files.read_model_files(str(tmp_path))
+  causal = causal_reference_model(model, str(tmp_path), seed=0)
   codes = list(synthetic.generate_codes(seed=5, indices_or_start=0, count=5, shape=(11, 13, 6)))
   codes.append(np.ones((1, 1, 2), np.uint8))
   data, stats = codec.compress_with_stats(codes, causal)
@@ -153,12 +147,7 @@ def test_many_files_at_once_are_the_files_of_each_alone(model, monkeypatch, form
 
 
 def test_many_files_at_once_channel_causal(model, tmp_path):
-  rng = np.random.default_rng(3)
-  weights = dict(model.weights)
-  for k in range(8):
-    weights[f'layer{k}/brnn/channel_ar/kernel'] = rng.normal(0, 0.5, (2, 2, 4)).astype(np.float32)
-  model_files.write_model_files(str(tmp_path), weights, dict(model.model_config, channel_causal=True))
-  causal = model_files.read_model_files(str(tmp_path))
+  causal = causal_reference_model(model, str(tmp_path), seed=3)
   inputs = _mixed_inputs()[:12]
   together = [data for data, _ in codec.compress_each(inputs, causal)]
   assert together == [codec.compress(codes, causal, source_format=fmt, source_layer_depth=ld)

@@ -1,5 +1,6 @@
 """What the codec's hostile-file tests share, for both container versions (test_codec_errors.py
 for version 2, test_codec_errors_v1.py for version 1): the refusal check and the raw damage."""
+import contextlib
 import time
 import tracemalloc
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from entropy_coder import codec
+from entropy_coder.codec import bitstream
 from entropy_coder.errors import UserError
 
 
@@ -32,6 +34,45 @@ def refused_fast(data, model, problem):
   with pytest.raises(UserError, match=problem.replace('(', r'\(')):
     codec.read_header(data, 'x.nec')  # refused by the container checks alone
   return message
+
+
+def sample_codes():
+  """The codes both versions' hostile files are made of: 3 of 5x6x4 and 1 of 2x3x2 (two chunks)."""
+  from entropy_coder.data_gen import synthetic  # pylint: disable=g-import-not-at-top
+  return list(synthetic.generate_codes(seed=4, indices_or_start=0, count=3, shape=(5, 6, 4))) + [
+      np.ones((2, 3, 2), np.uint8)]
+
+
+def error_of(data, model, source='damaged.nec'):
+  """decompress's one-line UserError for `data`, which names `source`."""
+  with pytest.raises(UserError) as caught:
+    codec.decompress(data, model, source=source)
+  message = str(caught.value)
+  assert '\n' not in message and message.startswith(source)
+  return message
+
+
+@contextlib.contextmanager
+def bounded_by_the_file(damaged):
+  """Whatever decoding runs inside the `with` costs work and memory bounded by the file: a file
+  the container checks refuse allocates nothing big; one they accept declares at most what its
+  streams and segments can hold (bitstream.chunk_capacity), and decoding holds ~53 bytes of
+  engine state per declared code bit (plus the model)."""
+  started = time.perf_counter()
+  tracemalloc.start()
+  try:
+    yield
+  finally:
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    try:
+      header = codec.read_header(damaged)
+      backed = sum(bitstream.chunk_capacity(c, header.version) for c in header.chunks)
+    except UserError:
+      backed = 0
+    assert elapsed < 3.0
+    assert peak < 64 * backed + (1 << 20), (peak, backed)
 
 
 _RANDOM = np.random.default_rng(5)

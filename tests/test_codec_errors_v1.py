@@ -14,7 +14,6 @@ from hostile_files import (RAW_DAMAGE, bounded_by_the_file, damage_raw, error_of
                            refused_fast, sample_codes)
 from entropy_coder import codec, model_files
 from entropy_coder.codec import bitstream
-from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 
 

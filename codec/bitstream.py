@@ -1,8 +1,8 @@
-"""The compressed file container (docs/FORMAT.md): version 3 written, versions 1, 2 and 3 read.
+"""The compressed file container (docs/FORMAT.md): version 4 written, versions 1 to 4 read.
 
-Version 3 (little-endian; varint = unsigned LEB128, shortest form):
+Versions 3 and 4 (little-endian; varint = unsigned LEB128, shortest form):
 
-    magic '\\x89NEC' 4s  version B (= 3)  coder_id B  flags B  model fingerprint, first 4 bytes 4s
+    magic '\\x89NEC' 4s  version B (= 4 or 3)  coder_id B  flags B  model fingerprint, first 4 bytes 4s
     [source_layer_depth varint]           only with FLAG_SOURCE_LAYER_DEPTH
     [chunk_count varint]                  absent with FLAG_ONE_CODE (one chunk of one code)
     chunk table   per chunk: height, width, depth, [samples: absent with FLAG_ONE_CODE],
@@ -12,21 +12,24 @@ Version 3 (little-endian; varint = unsigned LEB128, shortest form):
                     FLAG_METHODS, the usual case, every layer of every chunk is MODEL),
                   [adaptive_bytes varint: only if a layer is ADAPTIVE],
                   [raw_bytes varint: only if a layer is RAW],
-                  payload_words (the model stream's length in 4-byte words; 0 iff no MODEL layer),
-                  varints
+                  payload_size (the model stream's length: version 4 in bytes, version 3 in
+                  4-byte words; 0 iff no MODEL layer), varints
     [sample order] per coded sample its index in the input, varints; only with FLAG_SAMPLE_ORDER
     chunk CRCs    per chunk u32: the running CRC32 of (everything above) + np.packbits of the
                   chunks' [samples, H, W, D] codes, chunks 0..i in order
     header_check  u8: CRC-8/SMBUS (polynomial 0x07, `crc8`) of everything above
-    payload       per chunk: its model stream, its adaptive segment (codec/adaptive.py), its raw
+    payload       per chunk: its model stream (version 4: codec/mixing.py's, the model's probability
+                  mixed with the code's own context statistics; version 3: constriction's of
+                  the model's probability), its adaptive segment (codec/adaptive.py), its raw
                   segment (np.packbits of the RAW layers' bits, [layer][sample][y][x][channel]),
                   chunk after chunk
 
-Version 2 is version 3 without FLAG_METHODS (every layer MODEL); `pack` still writes it
-(version=2). One code the model codes costs 21 bytes beside its stream (a 22x48x16 code; at most 24 while height and width
-are below 16384, depth below 128 and the stream below 8 MB). Everything is checked before any
-decoding starts: magic, version, the header check, coder, exact file length, table consistency
-and a bound on the work (`max_code_bits`: code bits per payload bit), so a damaged or hostile
+Version 2 is version 3 without FLAG_METHODS (every layer MODEL); `pack` still writes versions 2
+and 3 (version=2, 3). One code the model codes costs 21 bytes beside its stream (a 22x48x16
+code; at most 24 while height and width are below 16384, depth below 128 and the stream below
+2 MB). Everything is checked before any decoding starts: magic, version, the header check,
+coder, exact file length, table consistency and a bound on the work (`max_model_symbols`,
+`max_adaptive_symbols`: code bits per payload bit), so a damaged or hostile
 file gives one clear UserError and never a hang or an absurd allocation: decoding a file of N
 bytes costs work and memory proportional to N. After decoding, each chunk's CRC32 (which covers
 the header, the shapes and the bits) stands between a damaged file or another decoder and a

@@ -16,12 +16,12 @@ import math
 import numba
 import numpy as np
 
+from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
 from entropy_coder.codec import binary_rc
 from entropy_coder.codec.binary_rc import Q_MAX, Q_MIN
 from entropy_coder.codec.bitstream import PROB_ONE
 from entropy_coder.errors import UserError, describe
 
-_JIT = dict(nogil=True, cache=True)
 
 # -log2(q / 2^16) for every q: the cost of a symbol coded with probability q / 2^16.
 _COST = np.array([math.inf] + [-math.log2(q / PROB_ONE) for q in range(1, PROB_ONE + 1)])

@@ -21,13 +21,13 @@ decoder of version 4 codes one engine step per call):
 import numba
 import numpy as np
 
+from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
 from entropy_coder.codec.bitstream import MAX_SYMBOL_Q, PROB_ONE
 
 Q_MAX = MAX_SYMBOL_Q                 # the model's own extremes (bitstream.MAX_SYMBOL_PROBABILITY)
 Q_MIN = PROB_ONE - MAX_SYMBOL_Q
 _TOP = 1 << 32
 _BOTTOM = 1 << 24
-_JIT = dict(nogil=True, cache=True)
 
 # encoder state fields
 LOW, RANGE, CACHE, CACHE_SIZE, POS = 0, 1, 2, 3, 4

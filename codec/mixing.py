@@ -45,12 +45,12 @@ import typing
 import numba
 import numpy as np
 
+from entropy_coder.codec.arith import JIT_OPTIONS as _JIT
 from entropy_coder.codec import binary_rc
 from entropy_coder.codec.binary_rc import Q_MAX, Q_MIN
 from entropy_coder.codec.bitstream import PROB_ONE
 from entropy_coder.codec import schedule as schedule_lib
 
-_JIT = dict(nogil=True, cache=True)
 
 # The logistic function at d = -2048, -1920, ..., 2048 (4096 / (1 + e^(-d/256)), rounded; ends
 # kept inside 1..4095): squash interpolates it, stretch is its inverse. Integers, so that every

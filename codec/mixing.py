@@ -68,6 +68,10 @@ APM_RATE = 7                         # APMs move 1/2^7 of the way
 WEIGHT_ONE = 1 << 16
 WEIGHT_LIMIT = 1 << 24
 MIN_TABLE_BITS, MAX_TABLE_BITS = 10, 15
+# Mixer weights and APM rows per channel, for at most this many channels (about 1.1 KB each, per
+# stream): deeper codes share them between neighbouring channels, so a stream's tables stay
+# small whatever the depth.
+MAX_CHANNEL_SETS = 256
 
 
 @numba.njit(inline='always', **_JIT)
@@ -117,8 +121,10 @@ class Tables(typing.NamedTuple):
   slots: np.ndarray        # uint32 [S, CONTEXTS, size]: per context slot P(1) * 2^16 << 8 | n,
                            # n the bits it has seen (at most COUNT_LIMIT)
   values: np.ndarray       # uint64 [B, H, W]: each pixel's coded bits, the latest lowest
-  weights: np.ndarray      # int64 [S, D, INPUTS]
-  apm: np.ndarray         # int64 [S, D * 4 * 33]
+  weights: np.ndarray      # int64 [S, sets, INPUTS]: a mixer per channel set
+  apm: np.ndarray          # int64 [S, sets * 4 * 33]
+  channel_set: np.ndarray  # int64 [D]: each channel's set (the channel itself up to
+                           # MAX_CHANNEL_SETS channels; neighbouring channels share beyond)
   stream_of: np.ndarray    # int64 [B]: each sample's stream
   where: np.ndarray        # int64 [H*W*cd, 3]: (y, x, c) of each symbol of one sample in coding
                            # order (schedule.raster_positions)
@@ -167,7 +173,7 @@ def _log2(size):
 
 @numba.njit(inline='always', **_JIT)
 def _contexts(t, b, y, x, g, kend, out):
-  """The context values of symbol (b, y, x, g) and the APM context (returned). The pixel
+  """The context values of symbol (b, y, x, g) and the APM's two bits of context (returned). The pixel
   has its channels < g coded; its neighbours, all in earlier steps, their channels < kend (the
   end of the current layer)."""
   values, code = t.values, t.code
@@ -199,7 +205,7 @@ def _contexts(t, b, y, x, g, kend, out):
   out[3] = (sign | (_bucket(abs(diff)) << 2) | ((pred & 1) << 5)
             | (_bucket(busy >> max(0, g + 1 - g0 - 6)) << 6) | ((own & 3) << 9))
   out[4] = own | (pred << 13)
-  return g * 4 + ((pred & 1) << 1) + (own & 1)
+  return ((pred & 1) << 1) + (own & 1)
 
 
 @numba.njit(inline='always', **_JIT)
@@ -216,7 +222,8 @@ def _apm(table, s, row, stretched):
 def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, slot, inputs):
   """Mixes, codes or decodes, and updates for one symbol. -> (bit, the coded q)."""
   shift = 64 - _log2(t.slots.shape[2])
-  apm_row = _contexts(t, b, y, x, g, kend, ctx)
+  gs = t.channel_set[g]
+  apm_row = gs * 4 + _contexts(t, b, y, x, g, kend, ctx)
   for i in range(CONTEXTS):
     slot[i] = _hash(i, g, ctx[i], shift)
     inputs[i] = STRETCH[t.slots[s, i, slot[i]] >> 12]  # an unseen slot: P = 1/2, stretch 0
@@ -225,7 +232,7 @@ def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, 
   inputs[CONTEXTS + 1] = 256
   dot = 0
   for i in range(INPUTS):
-    dot += inputs[i] * t.weights[s, g, i]
+    dot += inputs[i] * t.weights[s, gs, i]
   p = squash(dot >> 16)
   p2, i2 = _apm(t.apm, s, apm_row, STRETCH[p])
   q = min(max((p * 16 + 3 * p2) >> 2, Q_MIN), Q_MAX)
@@ -234,8 +241,8 @@ def _code_symbol(t, s, b, y, x, g, kend, q_model, bit, decoding, rc, data, ctx, 
   # updates
   err = ((bit << 12) - p) * LEARNING_RATE
   for i in range(INPUTS):
-    w = t.weights[s, g, i] + ((inputs[i] * err + 2048) >> 12)
-    t.weights[s, g, i] = min(max(w, -WEIGHT_LIMIT), WEIGHT_LIMIT)
+    w = t.weights[s, gs, i] + ((inputs[i] * err + 2048) >> 12)
+    t.weights[s, gs, i] = min(max(w, -WEIGHT_LIMIT), WEIGHT_LIMIT)
   for i in range(CONTEXTS):
     packed = np.int64(t.slots[s, i, slot[i]])
     n, v = packed & 0xFF, packed >> 8
@@ -306,7 +313,8 @@ class Mixer:
     streams = int(stream_of.max()) + 1
     depth = layers * cd
     size = 1 << table_bits(height * width * depth * batch // streams)
-    weights = np.zeros((streams, depth, INPUTS), np.int64)
+    sets = min(depth, MAX_CHANNEL_SETS)
+    weights = np.zeros((streams, sets, INPUTS), np.int64)
     weights[:, :, CONTEXTS] = WEIGHT_ONE
     self.cd = cd
     self.tables = Tables(
@@ -314,7 +322,8 @@ class Mixer:
         slots=np.full((streams, CONTEXTS, size), (PROB_ONE // 2) << 8, np.uint32),
         values=np.zeros((batch, height, width), np.uint64),
         weights=weights,
-        apm=np.tile(_APM_START, (streams, depth * 4)),
+        apm=np.tile(_APM_START, (streams, sets * 4)),
+        channel_set=np.arange(depth, dtype=np.int64) * sets // depth,
         stream_of=stream_of,
         where=_where(schedule_lib.raster_positions(sched, width, cd, causal), width, cd),
         cost=np.zeros((streams, layers)))

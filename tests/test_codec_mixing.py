@@ -134,3 +134,26 @@ def test_compress_writes_the_version_asked_for(model, tmp_path, capsys):
   assert cli.main(['compress', '--model', model.path, str(source), '-o', str(tmp_path / 'x.nec'),
                    '--format-version', '1']) == 2
   assert 'invalid choice' in capsys.readouterr().err
+
+
+def test_codes_deeper_than_the_mixer_sets_round_trip(tmp_path):
+  """A model of more channels than MAX_CHANNEL_SETS (288: layer_depth 32, 9 layers; random
+  weights): neighbouring channels share a mixer, and every code still decodes exactly, alone
+  and in compress_each's shared batches."""
+  from entropy_coder import model_files  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer import config as config_lib, spec  # pylint: disable=g-import-not-at-top
+  config = config_lib.ModelConfig(layer_depth=32, layer_count=9)
+  depth = config.layer_depth * config.layer_count
+  assert depth > mixing.MAX_CHANNEL_SETS
+  rng = np.random.default_rng(7)
+  weights = {name: rng.normal(0, 0.3, shape).astype(np.float32)
+             for name, shape in spec.weight_shapes(config).items()}
+  model_files.write_model_files(str(tmp_path), weights, {'layer_depth': 32, 'layer_count': 9})
+  files = model_files.read_model_files(str(tmp_path))
+  codes = [_smooth(seed, (3, 5, depth), 0.2) for seed in range(2)]
+  data = codec.compress(codes, files)
+  assert codec.read_header(data).version == 4
+  assert all(np.array_equal(a, b) for a, b in zip(codec.decompress(data, files), codes))
+  each = [d for d, _ in api.compress_each([([c], bitstream.SOURCE_API, 0) for c in codes], files)]
+  decoded = list(api.decompress_each([(d, 'x.nec') for d in each], files))
+  assert all(np.array_equal(got[0][0], want) for got, want in zip(decoded, codes))

@@ -462,8 +462,10 @@ def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstrea
 
 def _decode_separately(net, chunk_shape, payloads, sources, with_theory,
                        version=bitstream.VERSION):
-  """One-code files of one shape, each its own stream, decoded in one engine batch -> (codes
-  uint8 [B, H, W, D], theoretical bits per code). UserError naming the file whose stream fails."""
+  """One-code files of one shape and version, each its own stream, decoded in one engine batch
+  -> (codes uint8 [B, H, W, D], per code (theoretical bits, coded ideal bits): what
+  _decode_chunk gives it alone, 0.0 without theory). UserError naming the file whose stream
+  fails."""
   batch = len(payloads)
   height, width, depth = chunk_shape
   coder = ChunkCoder(net, batch, height, width, depth // net.layer_depth)
@@ -488,7 +490,7 @@ def _decode_separately(net, chunk_shape, payloads, sources, with_theory,
   codes = coder.decode(decode_bits, layer_done)
   for decoder in decoders:
     decoder.check_consumed()
-  return codes, theory
+  return codes, [(bits, bits) for bits in theory]  # the model's own stream: its ideal is theory
 
 
 def _theory_columns(theory, batch):
@@ -509,7 +511,9 @@ def _decode_mixed_separately(coder, mixer, sources, with_theory):
   for b, source in enumerate(sources):
     if not mixer.used_exactly(b):
       raise _corrupt_stream(source)
-  return codes, theory
+  coded = [sum(mixer.layer_cost(b, k) for k in range(coder.layers)) if with_theory else 0.0
+           for b in range(batch)]
+  return codes, list(zip(theory, coded))
 
 
 class _Failed:
@@ -597,8 +601,7 @@ def decompress_each(items, model_files, threads=None, theory=True):
       return False  # decompress_with_stats raises it in its turn
     # A file with layers coded outside the model decodes alone (its known layers are its own).
     return (header.sample_count == 1 and not any(header.chunks[0].methods)
-            and header.coder_id == bitstream.CODER_ID  # _decode_separately: coder CODER_ID
-            and header.version == bitstream.VERSION)   # and one kind of model stream
+            and header.coder_id == bitstream.CODER_ID)  # _decode_separately: coder CODER_ID
 
   net = _network(model_files)
   for window, batched in _in_windows(items, single):
@@ -616,25 +619,28 @@ def decompress_each(items, model_files, threads=None, theory=True):
       except UserError as e:
         prepared.append(_Failed(e))
     good = [i for i, item in enumerate(prepared) if not isinstance(item, _Failed)]
-    plan = plan_chunks([_chunk_shape(prepared[i][1]) for i in good])
     decoded = {}
 
     def job(members):
       headers = [prepared[i][1] for i in members]
       try:
-        codes, ideals = _decode_separately(
+        codes, figures = _decode_separately(
             net, _chunk_shape(headers[0]),
             [next(bitstream.chunk_payloads(prepared[i][0], prepared[i][1])) for i in members],
-            [f'{window[i][1]} chunk 0' for i in members], theory, bitstream.VERSION)
+            [f'{window[i][1]} chunk 0' for i in members], theory, headers[0].version)
       except UserError:
         return None  # one damaged stream: the files are decoded alone, in turn, to name it
-      return [(i, codes[b:b + 1], ideal) for b, (i, ideal) in enumerate(zip(members, ideals))]
+      return [(i, codes[b:b + 1], figure) for b, (i, figure) in enumerate(zip(members, figures))]
 
-    results = _run_parallel([lambda members=[good[j] for j in indices]: (members, job(members))
-                             for _, indices in plan], threads)
-    for members, result in results:
-      for i, chunk_codes, ideal in result or []:
-        decoded[i] = (chunk_codes, ideal)
+    # A batch holds one kind of model stream: the files of each version are planned apart.
+    jobs = []
+    for version in sorted({prepared[i][1].version for i in good}):
+      same = [i for i in good if prepared[i][1].version == version]
+      jobs += [lambda members=[same[j] for j in indices]: (members, job(members))
+               for _, indices in plan_chunks([_chunk_shape(prepared[i][1]) for i in same])]
+    for members, result in _run_parallel(jobs, threads):
+      for i, chunk_codes, figure in result or []:
+        decoded[i] = (chunk_codes, figure)
     for i, (data, source) in enumerate(window):
       if isinstance(prepared[i], _Failed):
         raise prepared[i].error
@@ -642,12 +648,12 @@ def decompress_each(items, model_files, threads=None, theory=True):
         yield decompress_with_stats(data, model_files, source=source, threads=1, theory=theory)
         continue
       header = prepared[i][1]
-      chunk_codes, ideal = decoded[i]
+      chunk_codes, (ideal, coded) = decoded[i]
       bitstream.verify_decoded(header, [chunk_codes], source)
       code = chunk_codes[0]
       yield [code], CodingStats(samples=1, code_bits=code.size, theoretical_bits=ideal,
                                 payload_bytes=header.payload_size, file_bytes=len(data),
-                                model_code_bits=code.size, coded_ideal_bits=ideal), header
+                                model_code_bits=code.size, coded_ideal_bits=coded), header
 
 
 def _chunk_shape(header):

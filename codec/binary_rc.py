@@ -123,6 +123,9 @@ def decode_bit(st, data, q):
   """The next bit, coded with P(1) = q / 2^16. An impossible stream sets st[D_FAILED] and
   goes on (the caller checks; the work stays bounded by the symbols it asks for)."""
   rng = st[D_RANGE]
+  if rng == 0:  # never started (no stream): fail rather than renormalise a zero range forever
+    st[D_FAILED] = 1
+    return 0
   code = st[D_CODE]
   bound = (rng * (PROB_ONE - q)) >> 16
   if code < bound:

@@ -64,14 +64,32 @@ def test_mixed_streams_round_trip_on_edge_shapes_and_both_model_kinds(models, sh
     assert all(np.array_equal(got[0][0], want) for got, want in zip(decoded, codes))
 
 
-def test_decompress_each_reads_every_version_among_one_shape(model):
-  """Version 3 and 4 one-code files of one shape side by side: each decodes with its own
-  stream kind (the shared engine batches take one kind)."""
-  codes = [_smooth(seed, (8, 12, 16), 0.1) for seed in range(4)]
+def test_decompress_each_batches_every_version_and_reports_what_each_file_alone_gives(
+    model, monkeypatch):
+  """Version 3 and 4 one-code files of one shape side by side: one shared engine batch per
+  version (a batch takes one kind of stream), and each file's codes, stats and header exactly
+  what decompress_with_stats gives it alone (the coded figure of a version-4 file is its mixed
+  stream's own)."""
+  codes = list(synthetic.generate_codes(seed=8, indices_or_start=0, count=6, shape=(8, 12, 16)))
   files = [codec.compress([c], model, format_version=3 + i % 2) for i, c in enumerate(codes)]
-  assert [codec.read_header(f).version for f in files] == [3, 4, 3, 4]
-  decoded = list(api.decompress_each([(f, 'x.nec') for f in files], model))
-  assert all(np.array_equal(got[0][0], want) for got, want in zip(decoded, codes))
+  assert [codec.read_header(f).version for f in files] == [3, 4] * 3
+  assert not any(codec.read_header(f).chunks[0].methods for f in files)  # all in the model stream
+  batches = []
+  real = api._decode_separately  # pylint: disable=protected-access
+
+  def spy(net, shape, payloads, sources, with_theory, version):
+    batches.append((version, len(payloads)))
+    return real(net, shape, payloads, sources, with_theory, version)
+
+  monkeypatch.setattr(api, '_decode_separately', spy)
+  decoded = list(api.decompress_each([(f, f'{i}.nec') for i, f in enumerate(files)], model))
+  assert sorted(batches) == [(3, 3), (4, 3)]
+  for (got_codes, stats, header), data, want in zip(decoded, files, codes):
+    alone = codec.decompress_with_stats(data, model)
+    assert np.array_equal(got_codes[0], want) and np.array_equal(alone[0][0], want)
+    assert stats == alone[1] and header == alone[2]
+    if header.version == 4:  # the coded ideal is the mixed stream's, not the model's theory
+      assert stats.coded_ideal_bits != stats.theoretical_bits and 0 < stats.gap < 0.05
 
 
 def _with_stream_length(data, change):

@@ -57,7 +57,7 @@ def register(subparsers):
       '--format-version', type=int, choices=WRITABLE_VERSIONS, default=None,
       help='container to write (default: the newest, 4: the model\'s probability mixed with '
       'what the code teaches, smallest; 3: the model\'s own stream with the never-expand '
-      'fallback, about 1.25x faster to decode, readable by builds before version 4; 2: the '
+      'fallback, 1.2-2.4x faster to decode, readable by builds before version 4; 2: the '
       'model\'s stream alone). docs/FORMAT.md')
   _add_coding_parser(
       subparsers, 'decompress', run_decompress,

@@ -54,6 +54,18 @@ DEMO_TRAIN_CONFIG = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
                      'samples_per_decay': 20000, 'adam_epsilon': 0.001}
 
 
+# The pipeline's Trainer evaluates the eval split this many times during a run (every
+# train_steps // TRAINER_EVALUATIONS steps) and exports the weights of the evaluation with the
+# lowest code length, not the last step's (trainer/run_fn.py `eval_every`): a model that starts
+# to overfit its training codes is pushed as it was at its best on held-out codes.
+TRAINER_EVALUATIONS = 10
+
+
+def trainer_eval_every(train_steps):
+  """The Trainer's custom_config `eval_every` for a run of `train_steps`."""
+  return max(1, train_steps // TRAINER_EVALUATIONS)
+
+
 # Trainer steps of `pipeline run --images` when neither --train-steps nor a config sets them:
 # image codes are deep (layer_depth = bits per iteration) and mixed in shape, so a step costs
 # far more than the synthetic demo's; 300 steps train a model that the push gates bless (about

@@ -97,7 +97,7 @@ def create_pipeline(
       examples=examples,
       train_args=tfx.proto.TrainArgs(num_steps=train_steps),
       custom_config={'model_config': dict(model_config), 'train_config': dict(train_config),
-                     'seed': seed})
+                     'seed': seed, 'eval_every': configs.trainer_eval_every(train_steps)})
   model = trainer.outputs['model']
 
   nodes: List = [example_gen, trainer]

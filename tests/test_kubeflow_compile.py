@@ -121,6 +121,8 @@ def test_parameters_carry_the_settings(compiled):
   assert custom['model_config'] == SETTINGS.model_config
   assert custom['train_config'] == SETTINGS.train_config
   assert json.loads(constant('Trainer', 'train_args')) == {'num_steps': 7}
+  # The Trainer tracks the eval split during the run and exports its best evaluation.
+  assert custom['eval_every'] == configs.trainer_eval_every(7) == 1
   push = json.loads(constant('Pusher', 'push_destination'))
   assert push['filesystem']['base_directory'] == f'{ROOT}/{configs.SERVING_MODEL_DIRNAME}'
   eval_config = json.loads(constant('Evaluator', 'eval_config'))

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from helpers import REPO, write_examples_dir
 from entropy_coder import cli, codes_format, model_files
+from entropy_coder.errors import UserError
 from entropy_coder.data_gen.synthetic import generate_codes
 from entropy_coder.trainer import export, train_loop
 from entropy_coder.trainer.config import ModelConfig, TrainConfig
@@ -193,6 +194,31 @@ def test_run_fn_trains_exports_logs_and_resumes(examples, tmp_path):
   exported = model_files.read_model_files(str(tmp_path / 'second'))  # the Trainer artifact URI
   assert exported.model_config == {**MODEL.to_dict()}
   assert tf.saved_model.load(str(tmp_path / 'second' / 'Format-Serving')).signatures['serving_default']
+
+
+def test_run_fn_tracks_the_eval_split_and_exports_the_best_evaluation(examples, tmp_path):
+  """custom_config eval_every (the pipeline sets it): the eval split every N steps, the export
+  holds the weights of the lowest evaluation, and its train summary names that step; a bad value
+  is refused before training."""
+  from tfx.components.trainer.fn_args_utils import FnArgs  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer.run_fn import run_fn  # pylint: disable=g-import-not-at-top
+  from entropy_coder.trainer.train_loop import TRAIN_SUMMARY_FILE  # pylint: disable=g-import-not-at-top
+  root, _ = examples
+
+  def fn_args(custom, name):
+    return FnArgs(train_files=[os.path.join(root, 'Split-train', '*')],
+                  eval_files=[os.path.join(root, 'Split-eval', '*')], train_steps=6,
+                  eval_steps=None, serving_model_dir=str(tmp_path / name / 'Format-Serving'),
+                  model_run_dir=str(tmp_path / name / 'run'), custom_config=custom)
+
+  custom = {'model_config': MODEL.to_dict(), 'train_config': TRAIN.to_dict(), 'log_every': 2}
+  result = run_fn(fn_args(dict(custom, eval_every=2), 'tracked'))
+  summary = json.loads((tmp_path / 'tracked' / 'Format-Serving' / TRAIN_SUMMARY_FILE).read_text())
+  assert result.steps == 6 and summary['exported_step'] in (2, 4, 6)
+  assert summary['exported_eval_code_length'] <= summary['eval_code_length']
+  for bad in (-1, 1.5, True, '3'):
+    with pytest.raises(UserError, match='eval_every'):
+      run_fn(fn_args(dict(custom, eval_every=bad), 'bad'))
 
 
 def test_cli_trains_on_the_originals_input_config_and_float_records(tmp_path):

@@ -11,8 +11,6 @@ computed in integers (`kt_q`), so both sides get the same q, and coded with code
 (the decoder needs each bit before the next probability). `decode` insists that a segment is
 used up exactly. Work bound: bitstream.max_adaptive_symbols.
 """
-import math
-
 import numba
 import numpy as np
 
@@ -23,8 +21,6 @@ from entropy_coder.codec.bitstream import PROB_ONE
 from entropy_coder.errors import UserError, describe
 
 
-# -log2(q / 2^16) for every q: the cost of a symbol coded with probability q / 2^16.
-_COST = np.array([math.inf] + [-math.log2(q / PROB_ONE) for q in range(1, PROB_ONE + 1)])
 
 
 @numba.njit(**_JIT)
@@ -86,7 +82,7 @@ def _decode(data, st, out):
 
 def costs(blocks):
   """blocks uint8 [M, N, C] -> float64 [M] adaptive code lengths (bits)."""
-  return block_costs(np.ascontiguousarray(blocks, dtype=np.uint8), _COST)
+  return block_costs(np.ascontiguousarray(blocks, dtype=np.uint8), binary_rc.COST)
 
 
 def encode(blocks):
@@ -103,7 +99,7 @@ def decode(data, shape, source):
   out = np.empty(shape, np.uint8)
   st = binary_rc.new_decoder()
   _decode(np.frombuffer(data, np.uint8), st, out)
-  if not binary_rc.used_exactly(st, 0, len(data)):
+  if not binary_rc.used_exactly(st, len(data)):
     raise UserError(describe(source, 'corrupt adaptive segment (it does not decode into exactly '
                              'its own length; damaged file)'))
   return out

@@ -185,7 +185,8 @@ def _encode_chunk(net, codes, progress, with_theory, fallback=True, coder_id=bit
   def layer_done(k, out_p, out_q, layer_bits):
     # The symbols in the decoder's (coding) order, as layer_done hands them.
     q = mixer.pass_layer(k, out_q, layer_bits) if mixer else out_q.reshape(-1)
-    costs.model_layer(k, layer_bits, q, _code_length(layer_bits, out_p) if with_theory else 0.0)
+    costs.model_layer(k, layer_bits, q, _code_length(layer_bits, out_p) if with_theory else 0.0,
+                      mixer.layer_cost(0, k) if mixer else None)
     progress.add(layer_bits.size)
 
   decoded = coder.encode(codes, layer_done)
@@ -452,7 +453,8 @@ def _encode_separately(net, codes, with_theory, fallback=True, coder_id=bitstrea
     for b, cost in enumerate(costs):
       column = np.ascontiguousarray(bits[:, b])
       cost.model_layer(k, column, np.ascontiguousarray(q[:, b]),
-                       _code_length(column, np.ascontiguousarray(p[:, b])) if with_theory else 0.0)
+                       _code_length(column, np.ascontiguousarray(p[:, b])) if with_theory else 0.0,
+                       mixer.layer_cost(b, k) if mixer else None)
 
   decoded = coder.encode(codes, layer_done)
   if not np.array_equal(decoded, codes):  # the engine must rebuild exactly what it was fed

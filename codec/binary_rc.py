@@ -18,6 +18,8 @@ decoder of version 4 codes one engine step per call):
     encoder  [low, range, cache, cache_size, pos]     out: uint8, pos bytes written so far
     decoder  [range, code, pos, end, failed]          data[pos:end] still to read
 """
+import math
+
 import numba
 import numpy as np
 
@@ -26,6 +28,9 @@ from entropy_coder.codec.bitstream import MAX_SYMBOL_Q, PROB_ONE
 
 Q_MAX = MAX_SYMBOL_Q                 # the model's own extremes (bitstream.MAX_SYMBOL_PROBABILITY)
 Q_MIN = PROB_ONE - MAX_SYMBOL_Q
+# -log2(q / 2^16) for every q: what this coder spends on a symbol coded with P = q / 2^16 (to
+# ~1e-7 bits), the cost table of everything it codes (adaptive segments, the mixed stream).
+COST = np.array([math.inf] + [-math.log2(q / PROB_ONE) for q in range(1, PROB_ONE + 1)])
 _TOP = 1 << 32
 _BOTTOM = 1 << 24
 
@@ -154,6 +159,7 @@ def new_decoder():
   return np.zeros(5, np.int64)
 
 
-def used_exactly(st, start, end):
-  """Whether a finished decode read exactly data[start:end] and never saw an impossible code."""
+def used_exactly(st, end):
+  """Whether a finished decode read exactly its stream, up to data[end], and never saw an
+  impossible code."""
   return not st[D_FAILED] and st[D_POS] == end

@@ -64,15 +64,15 @@ class LayerCosts:
     self.model_ideal = np.zeros(self.layers)
     self._adaptive_bits = None
 
-  def model_layer(self, k, bits, q, ideal=0.0):
+  def model_layer(self, k, bits, q, ideal=0.0, mixed_bits=None):
     """Layer k's symbols in the model stream's order: bits {0,1} and coded P(1) on the grid
-    (float64, or uint16 * 2^-16 when mixed); ideal: the model's unquantised code length of the
-    layer (the theoretical figure)."""
+    (float64, or, mixed, uint16 * 2^-16 with mixed_bits their cost, which the mixer has summed:
+    Mixer.layer_cost); ideal: the model's unquantised code length of the layer (the
+    theoretical figure)."""
     if self.mixed:
-      q16 = np.ascontiguousarray(q, np.uint16)
-      self.model_bits[k] = coded_cost(np.ascontiguousarray(bits), q16 / float(bitstream.PROB_ONE))
+      self.model_bits[k] = mixed_bits
       self.model_ideal[k] = ideal
-      self._model[k] = (np.array(bits, np.uint8), q16.copy())
+      self._model[k] = (np.array(bits, np.uint8), np.ascontiguousarray(q, np.uint16))
       return
     self.model_bits[k] = coded_cost(np.ascontiguousarray(bits), np.ascontiguousarray(q))
     self.model_ideal[k] = ideal

@@ -39,7 +39,6 @@ the other layers' methods, and the per-layer choice stays exact.
 State is per stream: one per chunk in a many-code file, one per code when compress_each codes
 one-code files in a shared engine batch (each file is what it is alone).
 """
-import math
 import typing
 
 import numba
@@ -103,8 +102,6 @@ def _stretch_table():
 STRETCH = _stretch_table()
 # Slot update step 2^16 / (n + 1.5) for a slot that has seen n bits.
 _RATE = np.array([int(PROB_ONE / (n + 1.5)) for n in range(COUNT_LIMIT + 1)], np.int64)
-# -log2(q / 2^16): the cost of a symbol coded with probability q / 2^16.
-_COST = np.array([math.inf] + [-math.log2(q / PROB_ONE) for q in range(1, PROB_ONE + 1)])
 _APM_START = np.array([squash((j - 16) * 128) * 16 for j in range(33)], np.int64)
 
 
@@ -275,7 +272,7 @@ def _symbols(t, k, cd, offset, q_in, bits, q_out, decoding, rc, data):
       bits[j] = bit
     else:
       q_out[j] = q
-    t.cost[s, k] += _COST[q if bit else PROB_ONE - q]
+    t.cost[s, k] += binary_rc.COST[q if bit else PROB_ONE - q]
     b += 1
     if b == batch:
       b = 0
@@ -370,7 +367,7 @@ class Mixer:
 
   def used_exactly(self, s):
     """Whether stream s decoded into exactly its own bytes."""
-    return binary_rc.used_exactly(self._rc[s], 0, int(self._ends[s]))
+    return binary_rc.used_exactly(self._rc[s], int(self._ends[s]))
 
   def layer_cost(self, s, k):
     """Stream s's coded cost of layer k in bits (-log2 of each coded probability)."""

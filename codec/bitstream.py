@@ -54,6 +54,8 @@ READ_VERSIONS = (1, 2, 3, 4)
 # The first version whose model stream is codec/mixing.py's (binary range coder, its length in
 # bytes); versions 2 and 3 hold constriction's stream, its length in 4-byte words.
 MIXED_VERSION = 4
+# The versions of this module's layout (`pack`, `_parse_v2`); version 1 has its own.
+LAYOUT_VERSIONS = (2, 3, 4)
 # coder 1: constriction 0.5 queue RangeEncoder, Bernoulli(perfect=False), P(1) rounded to
 # q/2^16 (q in [1, 65535]) from the float32 incremental engine with deterministic exp (arith.py),
 # a layer's symbols in raster order (codec/schedule.py `raster`).
@@ -293,8 +295,8 @@ def pack(header_fields, chunks, sample_index, chunk_bits, payloads, version=VERS
   order. payloads: per chunk, its stream (a multiple of 4 bytes, as its Chunk says) followed by
   its adaptive and raw segments (version 3; their lengths and the methods are the Chunk's).
   """
-  if version not in (2, 3, 4):
-    raise ValueError(f'pack writes versions 2, 3 and 4, not {version}')
+  if version not in LAYOUT_VERSIONS:
+    raise ValueError(f'pack writes versions {LAYOUT_VERSIONS}, not {version}')
   sample_index = list(sample_index)
   reordered = sample_index != list(range(len(sample_index)))
   one_code = len(chunks) == 1 and chunks[0].samples == 1
@@ -370,7 +372,7 @@ def parse(data, source):
   if data[:len(MAGIC)] != MAGIC:
     fail('not an entropy-coder compressed file (wrong magic)')
   version = data[len(MAGIC)]  # version 1 files begin with V1_MAGIC instead
-  if version not in (2, 3, 4):
+  if version not in LAYOUT_VERSIONS:
     fail(f'compressed-file version {version} is not supported (this build reads versions '
          f'{", ".join(map(str, READ_VERSIONS))})')
   return _parse_v2(data, fail, version)

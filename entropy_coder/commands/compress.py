@@ -38,7 +38,9 @@ from entropy_coder.commands import common_arguments
 COMPRESSED_SUFFIX = '.nec'
 
 
-# What `compress --format-version` may write (the reader reads these and version 1).
+# What `compress --format-version` may write: codec.bitstream.LAYOUT_VERSIONS, restated here
+# because importing entropy_coder.codec loads numba and the engine, which `--help` must not
+# (the reader also reads version 1).
 WRITABLE_VERSIONS = (2, 3, 4)
 
 

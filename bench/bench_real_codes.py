@@ -64,6 +64,8 @@ BZ2_LEVEL = 9
 # the one with the fallback but without mixing (the model's own stream).
 MODEL_ONLY_VERSION = 2
 UNMIXED_VERSION = 3
+# Each run's files are also written in these older containers: figure name -> version.
+OLDER_CONTAINERS = {'model_only': MODEL_ONLY_VERSION, 'unmixed': UNMIXED_VERSION}
 
 BASE_TRAIN = {'batch_size': 16, 'learning_rate': 0.01, 'decay_rate': 0.9,
               'samples_per_decay': 20000, 'adam_epsilon': 0.001}
@@ -371,7 +373,8 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
         json.dump(training, f, indent=1)
   model = model_files.read_model_files(model_dir)
   from entropy_coder.codec import bitstream  # pylint: disable=g-import-not-at-top
-  per_picture, file_bits, theory_bits, code_bits, model_only_bits, unmixed_bits = {}, 0, 0.0, 0, 0, 0
+  per_picture, file_bits, theory_bits, code_bits = {}, 0, 0.0, 0
+  older_bits = dict.fromkeys(OLDER_CONTAINERS, 0)
   start = time.perf_counter()
   for name in TEST:
     code = codes[name]
@@ -379,15 +382,11 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
     if verify and not np.array_equal(api.decompress(data, model)[0], code):
       raise AssertionError(f'{run["label"]}: {name} did not round-trip')
     per_picture[name] = dict(vars(stats))  # sizes, and the method choices when the API has them
-    if bitstream.VERSION > MODEL_ONLY_VERSION:  # a container with a fallback: the model alone too
-      model_only = api.compress_with_stats([code], model, theory=False,
-                                           format_version=MODEL_ONLY_VERSION)[1]
-      per_picture[name]['model_only_file_bytes'] = model_only.file_bytes
-    if bitstream.VERSION > UNMIXED_VERSION:  # a mixed model stream: the unmixed one too
-      per_picture[name]['unmixed_file_bytes'] = api.compress_with_stats(
-          [code], model, theory=False, format_version=UNMIXED_VERSION)[1].file_bytes
-    model_only_bits += 8 * per_picture[name].get('model_only_file_bytes', stats.file_bytes)
-    unmixed_bits += 8 * per_picture[name].get('unmixed_file_bytes', stats.file_bytes)
+    for figure, version in OLDER_CONTAINERS.items():
+      if bitstream.VERSION > version:  # the same code in the older container too
+        per_picture[name][f'{figure}_file_bytes'] = api.compress_with_stats(
+            [code], model, theory=False, format_version=version)[1].file_bytes
+      older_bits[figure] += 8 * per_picture[name].get(f'{figure}_file_bytes', stats.file_bytes)
     file_bits += 8 * stats.file_bytes
     theory_bits += stats.theoretical_bits
     code_bits += stats.code_bits
@@ -401,8 +400,7 @@ def train_and_compress(run, codes, files, steps, eval_every, seed, work_dir, ver
       'overfitting_note': train_loop.overfitting_note(training['train_code_length'],
                                                       training['validation_last']),
       'real_bits_per_bit': file_bits / code_bits, 'theory_bits_per_bit': theory_bits / code_bits,
-      'model_only_real_bits_per_bit': model_only_bits / code_bits,
-      'unmixed_real_bits_per_bit': unmixed_bits / code_bits,
+      **{f'{figure}_real_bits_per_bit': bits / code_bits for figure, bits in older_bits.items()},
       'format_version': bitstream.VERSION,
       'per_picture': per_picture,
       'codec_seconds': codec_seconds, 'neural_iterations': iterations,

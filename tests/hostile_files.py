@@ -43,6 +43,25 @@ def sample_codes():
       np.ones((2, 3, 2), np.uint8)]
 
 
+def table_offset(header):
+  """Where a one-code file's table after the shape (methods, segment lengths, stream length)
+  starts: byte 11 plus the shape's varints."""
+  chunk = header.chunks[0]
+  return bitstream.HEAD.size + sum(len(bitstream.varint(n))
+                                   for n in (chunk.height, chunk.width, chunk.depth))
+
+
+def with_table(data, table, payload_change=0):
+  """The one-code file `data` (versions 2-4) with its table after the shape replaced by `table`
+  and its payload grown (zero bytes) or cut by payload_change, every check byte valid."""
+  header = codec.read_header(bytes(data))
+  crc_at = header.header_size - bitstream.HEADER_CHECK.size - bitstream.CHUNK_CRC.size
+  payload = bytes(data[header.header_size:])
+  payload = payload + bytes(payload_change) if payload_change >= 0 else payload[:payload_change]
+  head = bytes(data[:table_offset(header)]) + bytes(table) + bytes(data[crc_at:crc_at + 4])
+  return head + bytes([bitstream.crc8(head)]) + payload
+
+
 def error_of(data, model, source='damaged.nec'):
   """decompress's one-line UserError for `data`, which names `source`."""
   with pytest.raises(UserError) as caught:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import causal_reference_model, reference_model
-from hostile_files import refused_fast
+from hostile_files import refused_fast, table_offset, with_table
 from entropy_coder import codec
 from entropy_coder.codec import adaptive, bitstream
 from entropy_coder.codec.bitstream import METHOD_ADAPTIVE, METHOD_MODEL, METHOD_RAW
@@ -232,21 +232,13 @@ def test_golden_bitstreams_with_fallback_are_stable(model, version):
 def _one_code_file(model, code):
   """(file bytes, offset of the method field): a one-code file's table starts at byte 11."""
   data = codec.compress([code], model)
-  offset = bitstream.HEAD.size + sum(len(bitstream.varint(n)) for n in code.shape)
-  return bytearray(data), offset
+  return bytearray(data), table_offset(codec.read_header(data))
 
 
 def _forge(model, code, table, payload_change=0):
   """The one-code file of `code` with its table after the shape replaced by `table` and the
   payload grown (zero bytes) or cut by payload_change, every check byte valid."""
-  data, offset = _one_code_file(model, code)
-  header = codec.read_header(bytes(data))
-  crc_at = header.header_size - bitstream.HEADER_CHECK.size - bitstream.CHUNK_CRC.size
-  crc = data[crc_at:crc_at + 4]
-  payload = bytes(data[header.header_size:])
-  payload = payload + bytes(payload_change) if payload_change >= 0 else payload[:payload_change]
-  head = bytes(data[:offset]) + bytes(table) + crc
-  return head + bytes([bitstream.crc8(head)]) + payload
+  return with_table(codec.compress([code], model), table, payload_change)
 
 
 def _refused(data, model, problem):

@@ -8,6 +8,7 @@ from entropy_coder.codec import api, bitstream, mixing
 from entropy_coder.data_gen import synthetic
 from entropy_coder.errors import UserError
 from helpers import causal_reference_model, reference_model
+from hostile_files import with_table
 
 
 @pytest.fixture(scope='module')
@@ -98,15 +99,7 @@ def _with_stream_length(data, change):
   header = codec.read_header(data)
   chunk = header.chunks[0]
   assert not chunk.methods and len(data) == header.header_size + chunk.payload_bytes
-  numbers = [chunk.height, chunk.width, chunk.depth]
-  table_at = bitstream.HEAD.size + sum(len(bitstream.varint(n)) for n in numbers)
-  old = bitstream.varint(chunk.payload_bytes)
-  crc_at = table_at + len(old)
-  head = (bytes(data[:table_at]) + bitstream.varint(chunk.payload_bytes + change)
-          + bytes(data[crc_at:crc_at + bitstream.CHUNK_CRC.size]))
-  payload = bytes(data[header.header_size:])
-  payload = payload + bytes(change) if change >= 0 else payload[:change]
-  return head + bytes([bitstream.crc8(head)]) + payload
+  return with_table(data, bitstream.varint(chunk.payload_bytes + change), change)
 
 
 @pytest.mark.parametrize('change', [-1, 1, 3])
